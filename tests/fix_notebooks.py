@@ -1,0 +1,43 @@
+"""Bring every chapter in line with the conventions: python -m tests.fix_notebooks
+
+* the first code cell becomes exactly the current setup cell, folded on the site;
+* solution cells (tagged ``solution``) get ``hide-input`` (a toggle on the site)
+  and ``jupyter.source_hidden`` (collapsed in Jupyter);
+* the kernelspec is the plain ``python3`` one, and jupytext's metadata goes.
+
+Run it after editing a notebook and before ``make notebooks``.
+"""
+
+import json
+
+from tests.notebooks import CHAPTERS, code_cells, load
+from utils.environment import setup_cell
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def fix(notebook: dict) -> None:
+    setup = code_cells(notebook)[0]
+    setup["source"] = setup_cell().splitlines(keepends=True)
+    setup.setdefault("metadata", {}).setdefault("tags", [])
+    if "hide-input" not in setup["metadata"]["tags"]:
+        setup["metadata"]["tags"].append("hide-input")  # the same in every chapter: folded on the site
+    notebook["metadata"].pop("jupytext", None)
+    for cell in notebook["cells"]:
+        cell.get("metadata", {}).pop("lines_to_next_cell", None)
+        tags = cell.setdefault("metadata", {}).get("tags", [])
+        if "solution" in tags:
+            if "hide-input" not in tags:
+                cell["metadata"]["tags"] = [*tags, "hide-input"]
+            cell["metadata"].setdefault("jupyter", {})["source_hidden"] = True
+    notebook["metadata"]["kernelspec"] = KERNELSPEC
+
+
+if __name__ == "__main__":
+    for path in CHAPTERS:
+        notebook = load(path)
+        before = json.dumps(notebook, sort_keys=True)
+        fix(notebook)
+        if json.dumps(notebook, sort_keys=True) != before:
+            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            print(f"fixed {path.name}")

@@ -1,0 +1,52 @@
+"""The exercise machinery, and chapter 00's checkers on right and wrong answers."""
+
+import math
+
+import pytest
+import torch
+
+from tests.notebooks import run_solutions
+from utils.exercises import ExerciseFailed, checker, expect, expect_close
+from utils.exercises.ch00 import check_pipeline_shapes, check_softmax, check_uniform_loss
+
+
+def test_checker_reports_success_not_attempted_and_failure(capsys):
+    @checker("Exercise 9.9 — demo")
+    def check_double(double):
+        expect(double(2) == 4, f"double(2) gave {double(2)}, expected 4")
+
+    check_double(lambda x: 2 * x)
+    assert "✓ Exercise 9.9 — demo" in capsys.readouterr().out
+
+    def not_started(x):
+        raise NotImplementedError
+
+    check_double(not_started)
+    assert "not attempted yet" in capsys.readouterr().out
+
+    with pytest.raises(ExerciseFailed, match=r"Exercise 9.9 — demo: double\(2\) gave 5, expected 4"):
+        check_double(lambda x: 5)
+
+
+def test_expect_close_names_shapes_and_the_largest_difference():
+    with pytest.raises(ExerciseFailed, match=r"shape \(2, 3\), expected \(3, 2\)"):
+        expect_close(torch.zeros(2, 3), torch.zeros(3, 2))
+    with pytest.raises(ExerciseFailed, match=r"largest difference is 0.5 at index \(1, 0\)"):
+        expect_close(torch.tensor([[0.0], [0.5]]), torch.zeros(2, 1))
+
+
+def test_chapter_00_reference_solutions_pass(capsys):
+    run_solutions("00_introduction")
+    assert capsys.readouterr().out.count("✓") == 3
+
+
+def test_chapter_00_checkers_reject_wrong_answers():
+    with pytest.raises(ExerciseFailed, match="embeddings"):
+        check_pipeline_shapes(lambda B, T, C, V: {"token ids": (B, T), "embeddings": (B, T, V),
+                                                   "logits": (B, T, V), "probabilities": (B, T, V)})
+    with pytest.raises(ExerciseFailed, match="NaN"):
+        check_softmax(lambda x: x.exp() / x.exp().sum(-1, keepdim=True))
+    with pytest.raises(ExerciseFailed, match="sum over the last dimension"):
+        check_softmax(lambda x: x.exp() / x.exp().sum(0, keepdim=True))
+    with pytest.raises(ExerciseFailed, match="log"):
+        check_uniform_loss(lambda V: math.log2(V))

@@ -1,0 +1,71 @@
+"""Exercise checkers: every chapter ends with exercises the reader's code is checked against.
+
+Each chapter has a module here (``utils.exercises.chNN``) of checker functions
+made with :func:`checker`. A checker takes the reader's function (or value),
+runs it on test inputs and
+
+* prints ``✓ Exercise N.M — title`` when it is right,
+* prints a reminder when the reader has not started (their code still raises
+  ``NotImplementedError``), so a chapter runs top to bottom before any attempt,
+* raises :class:`ExerciseFailed` with a message that says what was expected and
+  what came back, when it is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+
+class ExerciseFailed(AssertionError):
+    """The reader's answer is not right yet; the message says why."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail the exercise with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ExerciseFailed(message)
+
+
+def expect_shape(tensor, shape: tuple, what: str = "your result") -> None:
+    expect(isinstance(tensor, torch.Tensor), f"{what} should be a torch.Tensor, got {type(tensor).__name__}")
+    expect(tuple(tensor.shape) == tuple(shape), f"{what} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
+
+
+def expect_close(actual, expected: torch.Tensor, what: str = "your result", atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Shapes first (named in the message), then values, reporting the largest difference."""
+    expect_shape(actual, tuple(expected.shape), what)
+    actual = actual.detach().to(expected.dtype).cpu()
+    expected = expected.detach().cpu()
+    expect(not torch.isnan(actual).any() or torch.isnan(expected).any(), f"{what} contains NaN")
+    if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
+        difference = (actual - expected).abs()
+        where = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
+        raise ExerciseFailed(
+            f"{what} differs from the expected values: the largest difference is "
+            f"{difference.max().item():.3g} at index {where} "
+            f"(yours {actual[where].item():.5g}, expected {expected[where].item():.5g})"
+        )
+
+
+def checker(title: str) -> Callable:
+    """Turn a function that raises :class:`ExerciseFailed` into a reader-facing checker."""
+
+    def decorate(check: Callable) -> Callable:
+        @functools.wraps(check)
+        def run(*args, **kwargs) -> None:
+            try:
+                check(*args, **kwargs)
+            except NotImplementedError:
+                print(f"… {title}: not attempted yet. Replace `raise NotImplementedError` with your code and run the cell again.")
+                return
+            except ExerciseFailed as failure:
+                raise ExerciseFailed(f"{title}: {failure}") from None
+            print(f"✓ {title}")
+
+        run.title = title
+        return run
+
+    return decorate
