@@ -1,0 +1,102 @@
+"""The parts around attention in every Transformer block (chapter 07).
+
+* :class:`LayerNorm` normalises each token's vector to mean 0 and variance 1, then
+  scales and shifts it with a learnable gain and bias (Ba et al., 2016). Written from
+  the formula; equal to ``nn.LayerNorm``.
+* :class:`FeedForward` is the position-wise network of the paper:
+  ``Linear(C → d_ff) → ReLU → dropout → Linear(d_ff → C)``, applied to every position
+  on its own.
+* :class:`Residual` wraps any sublayer with a residual connection (He et al., 2016)
+  and a LayerNorm, either after the addition (post-norm, the original Transformer)
+  or before the sublayer (pre-norm, most modern models; Xiong et al., 2020).
+
+Dropout sits exactly where ``nn.TransformerEncoderLayer`` puts it, so chapter 08's
+blocks match PyTorch's both in evaluation and in structure during training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation over the last dimension: ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    The variance is the biased one (divide by C, not C - 1), as in the paper and in
+    ``nn.LayerNorm``. ``weight`` (the gain) starts at 1 and ``bias`` at 0, so a fresh
+    LayerNorm only normalises. Parameter names match ``nn.LayerNorm``, so the two
+    share state dicts.
+    """
+
+    def __init__(self, C: int, eps: float = 1e-5):
+        super().__init__()
+        self.C = C
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(C))
+        self.bias = nn.Parameter(torch.zeros(C))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.C:
+            raise ValueError(f"LayerNorm({self.C}) got input of shape {tuple(x.shape)}: its last dimension must be {self.C}")
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        variance = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+        x_hat = (x - mean) / torch.sqrt(variance + self.eps)  # (..., C): mean 0, variance 1 per position
+        return x_hat * self.weight + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.C}, eps={self.eps}"
+
+
+class FeedForward(nn.Module):
+    """The position-wise network: ``linear2(dropout(relu(linear1(x))))``, (..., C) → (..., C).
+
+    ``d_ff`` is the hidden width, 4C unless given (2048 = 4 · 512 in the paper).
+    Every position is transformed by the same weights, independently of the others.
+    """
+
+    def __init__(self, C: int, d_ff: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.C = C
+        self.d_ff = 4 * C if d_ff is None else d_ff
+        self.linear1 = nn.Linear(C, self.d_ff)
+        self.activation = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(self.d_ff, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.C:
+            raise ValueError(f"FeedForward(C={self.C}) got input of shape {tuple(x.shape)}: its last dimension must be {self.C}")
+        hidden = self.dropout(self.activation(self.linear1(x)))  # (..., d_ff)
+        return self.linear2(hidden)  # (..., C)
+
+
+class Residual(nn.Module):
+    """A residual connection with LayerNorm around any sublayer that keeps the shape (..., C).
+
+    * post-norm (``norm_first=False``, the original Transformer): ``norm(x + dropout(sublayer(x)))``
+    * pre-norm (``norm_first=True``): ``x + dropout(sublayer(norm(x)))``
+
+    ``forward(x, sublayer)`` takes the sublayer as a callable, so one class serves
+    self-attention, cross-attention and the feed-forward network alike.
+    """
+
+    def __init__(self, C: int, dropout: float = 0.0, norm_first: bool = False):
+        super().__init__()
+        self.norm_first = norm_first
+        self.norm = LayerNorm(C)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        out = sublayer(self.norm(x) if self.norm_first else x)
+        if out.shape != x.shape:
+            raise ValueError(f"the sublayer changed the shape from {tuple(x.shape)} to {tuple(out.shape)}; "
+                             "a residual connection needs them equal")
+        if self.norm_first:
+            return x + self.dropout(out)
+        return self.norm(x + self.dropout(out))
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
