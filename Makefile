@@ -17,7 +17,7 @@ install:
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 
 book: install
-	$(PYTHON) -m jupyter_book build . -W -n --keep-going
+	$(PYTHON) -c "from jupyter_book.cli.main import main; main()" build . -W -n --keep-going
 
 test: install
 	$(PYTHON) -m ruff check .
