@@ -1,0 +1,335 @@
+"""Tokenizers: text ↔ lists of token ids (chapter 01).
+
+Three tokenizers, all with the same small interface (``vocab_size``, ``encode``,
+``decode``, ``save``, ``load``):
+
+* :class:`CharTokenizer`: one token per character (Tiny Shakespeare has 65);
+* :class:`WordTokenizer`: one token per word or punctuation mark;
+* :class:`BPETokenizer`: byte-pair encoding over UTF-8 bytes (Sennrich et al., 2016;
+  GPT-2's byte-level variant, Radford et al., 2019).
+
+**Special tokens.** Built with ``specials=True``, a tokenizer gives ids 0..3 to
+``SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")`` (padding, start and end of
+sequence, unknown) and has ``pad_id``, ``sos_id``, ``eos_id``, ``unk_id``. ``encode``
+never reads special tokens out of the text (the text ``"<PAD>"`` is five ordinary
+characters); add them by id, or with ``encode(text, add_sos_eos=True)``.
+
+**The unknown-token rule** (one rule for every tokenizer): a character (or word)
+that is not in the vocabulary maps to ``<UNK>`` when the tokenizer has specials,
+and raises a ``ValueError`` naming it and its position when it has none.
+:class:`BPETokenizer` never meets an unknown: every string is a sequence of bytes,
+and all 256 bytes are in its vocabulary.
+
+**Files.** ``save(path)`` writes a small JSON file with ``"format":
+"llm-from-scratch/tokenizer"``, ``"version": 1`` and ``"type"``; ``load(path)``
+checks all three and every field, raising a ``ValueError`` that says what is wrong
+and what was expected. :func:`load_tokenizer` loads any of the three.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")
+FILE_FORMAT = "llm-from-scratch/tokenizer"
+FILE_VERSION = 1
+
+
+def _as_texts(text: str | Iterable[str]) -> list[str]:
+    """Training data is one string or an iterable of strings (e.g. sentences)."""
+    if isinstance(text, str):
+        return [text]
+    texts = list(text)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"expected a string or an iterable of strings; item {i} is a {type(t).__name__}")
+    return texts
+
+
+class Tokenizer:
+    """What every tokenizer shares: special tokens, id checks and the JSON file format."""
+
+    type_name = "tokenizer"  # the "type" written to the JSON file; set by each subclass
+
+    def __init__(self, specials: bool):
+        self.specials = bool(specials)
+        self.n_specials = len(SPECIAL_TOKENS) if self.specials else 0
+
+    # --- special tokens ---------------------------------------------------------
+    def _special_id(self, token: str) -> int:
+        if not self.specials:
+            raise AttributeError(
+                f"this {type(self).__name__} has no special tokens; build it with specials=True to get {token}"
+            )
+        return SPECIAL_TOKENS.index(token)
+
+    @property
+    def pad_id(self) -> int:
+        return self._special_id("<PAD>")
+
+    @property
+    def sos_id(self) -> int:
+        return self._special_id("<SOS>")
+
+    @property
+    def eos_id(self) -> int:
+        return self._special_id("<EOS>")
+
+    @property
+    def unk_id(self) -> int:
+        return self._special_id("<UNK>")
+
+    # --- the interface each tokenizer fills in ----------------------------------
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def _encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _decode(self, ids: list[int], skip_specials: bool) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Tokenizer:
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------
+    def encode(self, text: str, *, add_sos_eos: bool = False) -> list[int]:
+        """The token ids of ``text``; with ``add_sos_eos``, wrapped in <SOS> ... <EOS>."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a string, got {type(text).__name__}")
+        ids = self._encode(text)
+        if add_sos_eos:
+            ids = [self.sos_id, *ids, self.eos_id]
+        return ids
+
+    def decode(self, ids: Iterable[int], *, skip_specials: bool = False) -> str:
+        """The text of token ids; special tokens print as ``<PAD>`` etc. unless ``skip_specials``."""
+        if hasattr(ids, "tolist"):  # a tensor or an array of ids
+            ids = ids.tolist()
+        ids = list(ids)
+        for position, i in enumerate(ids):
+            if not isinstance(i, int) or not 0 <= i < self.vocab_size:
+                raise ValueError(
+                    f"token id {i!r} at position {position} is not in [0, {self.vocab_size}), "
+                    f"the ids of this {type(self).__name__}"
+                )
+        return self._decode(ids, skip_specials)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size}, specials={self.specials})"
+
+    def save(self, path: str | Path) -> Path:
+        """Write the tokenizer to a small JSON file; returns the path."""
+        path = Path(path)
+        data = {"format": FILE_FORMAT, "version": FILE_VERSION, "type": self.type_name, **self.to_dict()}
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a tokenizer written by ``save``; a wrong or damaged file raises a ValueError."""
+        data = _read_tokenizer_file(path)
+        if cls is not Tokenizer and data["type"] != cls.type_name:
+            raise ValueError(
+                f"{path} holds a {data['type']!r} tokenizer, expected {cls.type_name!r}; "
+                f"use {_TYPES[data['type']].__name__}.load or load_tokenizer"
+            )
+        try:
+            return _TYPES[data["type"]].from_dict(data)
+        except KeyError as error:
+            raise ValueError(f"{path} is not a valid {data['type']!r} tokenizer file: it has no field {error}") from None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} is not a valid {data['type']!r} tokenizer file: {error}") from None
+
+    # --- helpers for subclasses ---------------------------------------------------
+    def _unknown(self, what: str, item: str, position: int, known: int) -> int:
+        """The unknown-token rule: <UNK> with specials, else a ValueError naming the item."""
+        if self.specials:
+            return self.unk_id
+        raise ValueError(
+            f"{what} {item!r} at position {position} is not in the vocabulary of {known} {what}s; "
+            f"build the tokenizer with specials=True to map unseen {what}s to <UNK>"
+        )
+
+    def _check_tokens(self, tokens, what: str) -> list[str]:
+        """Validate a loaded token list: strings, no duplicates, specials first when expected."""
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"'tokens' must be a list of strings, got {type(tokens).__name__}")
+        if len(set(tokens)) != len(tokens):
+            duplicates = sorted(t for t, n in Counter(tokens).items() if n > 1)
+            raise ValueError(f"'tokens' lists {duplicates[:5]} more than once")
+        if self.specials and tuple(tokens[: self.n_specials]) != SPECIAL_TOKENS:
+            raise ValueError(f"with specials, 'tokens' must start with {list(SPECIAL_TOKENS)}, got {tokens[:4]}")
+        return tokens
+
+
+def _read_tokenizer_file(path: str | Path) -> dict:
+    """Parse a tokenizer file and check its header: format, version and type."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a tokenizer file: it is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a tokenizer file: expected a JSON object, got a {type(data).__name__}")
+    if data.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is not a tokenizer file: its 'format' is {data.get('format')!r}, expected {FILE_FORMAT!r}")
+    if data.get("version") != FILE_VERSION:
+        raise ValueError(
+            f"{path} is a tokenizer file of version {data.get('version')!r}; this code reads version {FILE_VERSION}"
+        )
+    if data.get("type") not in _TYPES:
+        raise ValueError(f"{path} has tokenizer type {data.get('type')!r}; expected one of {sorted(_TYPES)}")
+    if not isinstance(data.get("specials"), bool):
+        raise ValueError(f"{path}: 'specials' must be true or false, got {data.get('specials')!r}")
+    return data
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load any tokenizer saved with ``save``, whatever its type."""
+    return Tokenizer.load(path)
+
+
+class CharTokenizer(Tokenizer):
+    """One token per character; the vocabulary is the sorted set of characters seen.
+
+    Unknown characters: with ``specials=True`` they become ``<UNK>`` (id 3); without,
+    ``encode`` raises a ValueError naming the character and its position.
+    """
+
+    type_name = "char"
+
+    def __init__(self, characters: Iterable[str], specials: bool = False):
+        super().__init__(specials)
+        characters = list(characters)
+        for c in characters:
+            if not isinstance(c, str) or len(c) != 1:
+                raise ValueError(f"a CharTokenizer's vocabulary holds single characters, got {c!r}")
+        if len(set(characters)) != len(characters):
+            raise ValueError("the characters of a CharTokenizer must be distinct")
+        self.tokens = [*SPECIAL_TOKENS[: self.n_specials], *characters]  # id -> token
+        self.token_to_id = {c: i for i, c in enumerate(self.tokens) if i >= self.n_specials}
+
+    @classmethod
+    def from_text(cls, text: str | Iterable[str], specials: bool = False) -> CharTokenizer:
+        """Vocabulary = the distinct characters of ``text``, in sorted order."""
+        return cls(sorted(set().union(*map(set, _as_texts(text)))), specials=specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def _encode(self, text: str) -> list[int]:
+        lookup = self.token_to_id
+        try:
+            return [lookup[c] for c in text]
+        except KeyError:  # rare: find each unknown character and apply the rule
+            n_chars = self.vocab_size - self.n_specials
+            return [lookup[c] if c in lookup else self._unknown("character", c, i, n_chars) for i, c in enumerate(text)]
+
+    def _decode(self, ids: list[int], skip_specials: bool) -> str:
+        return "".join(self.tokens[i] for i in ids if not (skip_specials and i < self.n_specials))
+
+    def to_dict(self) -> dict:
+        return {"specials": self.specials, "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CharTokenizer:
+        specials = data["specials"]
+        tokens = Tokenizer(specials)._check_tokens(data["tokens"], "character")
+        return cls(tokens[len(SPECIAL_TOKENS) if specials else 0 :], specials=specials)
+
+
+# Words (letters, digits and inner apostrophes, as in "o'er") or single punctuation marks.
+WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+
+
+def split_words(text: str, lowercase: bool = False) -> list[str]:
+    """The words and punctuation marks of ``text``, whitespace dropped."""
+    return WORD_PATTERN.findall(text.lower() if lowercase else text)
+
+
+class WordTokenizer(Tokenizer):
+    """One token per word or punctuation mark (whitespace is dropped).
+
+    The vocabulary keeps words seen at least ``min_count`` times, the most frequent
+    first (ties in alphabetical order), at most ``max_size`` tokens including the
+    specials. ``decode`` joins tokens with single spaces: a word tokenizer forgets
+    the original spacing. Unknown words: ``<UNK>`` with specials (the default),
+    else a ValueError naming the word and its position (counted in words).
+    """
+
+    type_name = "word"
+
+    def __init__(self, words: Iterable[str], specials: bool = True, lowercase: bool = False):
+        super().__init__(specials)
+        words = list(words)
+        if len(set(words)) != len(words):
+            raise ValueError("the words of a WordTokenizer must be distinct")
+        self.lowercase = bool(lowercase)
+        self.tokens = [*SPECIAL_TOKENS[: self.n_specials], *words]  # id -> token
+        self.token_to_id = {w: i for i, w in enumerate(self.tokens) if i >= self.n_specials}
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str | Iterable[str],
+        specials: bool = True,
+        *,
+        lowercase: bool = False,
+        min_count: int = 1,
+        max_size: int | None = None,
+    ) -> WordTokenizer:
+        counts = Counter(w for t in _as_texts(text) for w in split_words(t, lowercase))
+        words = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            n_specials = len(SPECIAL_TOKENS) if specials else 0
+            if max_size <= n_specials:
+                raise ValueError(f"max_size={max_size} leaves no room for words after {n_specials} special tokens")
+            words = words[: max_size - n_specials]
+        return cls(words, specials=specials, lowercase=lowercase)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def split(self, text: str) -> list[str]:
+        """The words this tokenizer sees in ``text`` (lowercased if it lowercases)."""
+        return split_words(text, self.lowercase)
+
+    def _encode(self, text: str) -> list[int]:
+        lookup, n_words = self.token_to_id, self.vocab_size - self.n_specials
+        return [
+            lookup[w] if w in lookup else self._unknown("word", w, i, n_words) for i, w in enumerate(self.split(text))
+        ]
+
+    def _decode(self, ids: list[int], skip_specials: bool) -> str:
+        return " ".join(self.tokens[i] for i in ids if not (skip_specials and i < self.n_specials))
+
+    def to_dict(self) -> dict:
+        return {"specials": self.specials, "lowercase": self.lowercase, "tokens": self.tokens}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WordTokenizer:
+        specials = data["specials"]
+        tokens = Tokenizer(specials)._check_tokens(data["tokens"], "word")
+        if not isinstance(data["lowercase"], bool):
+            raise ValueError(f"'lowercase' must be true or false, got {data['lowercase']!r}")
+        return cls(tokens[len(SPECIAL_TOKENS) if specials else 0 :], specials=specials, lowercase=data["lowercase"])
+
+
+_TYPES: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
