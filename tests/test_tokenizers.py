@@ -9,12 +9,18 @@ from hypothesis import strategies as st
 
 from utils.data import load_tiny_shakespeare, train_val_split
 from utils.tokenizers import (
+    CHUNK_PATTERN,
     FILE_FORMAT,
     SPECIAL_TOKENS,
+    BPETokenizer,
     CharTokenizer,
     WordTokenizer,
     load_tokenizer,
+    merge_pair,
+    split_chunks,
     split_words,
+    train_bpe,
+    train_bpe_naive,
 )
 
 
@@ -120,6 +126,126 @@ def test_word_tokenizer_on_tiny_shakespeare_has_a_large_vocabulary_and_unknowns(
     assert 0.01 < unknown < 0.1  # validation words never seen in training
 
 
+# --- Byte-pair encoding ------------------------------------------------------------
+
+# Emoji (with joiners and skin tones), accents precomposed and combining, other
+# scripts, control characters and the empty string.
+UNICODE_SAMPLES = [
+    "",
+    " ",
+    "\n\n\t ",
+    "naïve café, Ångström, crème brûlée",
+    "e\u0301 (e + combining accent)",
+    "👩🏽‍💻 🇫🇷 🙂🙂🙂",
+    "日本語のテキスト、中文文本",
+    "Ελληνικά, русский, עברית, العربية, हिन्दी",
+    "\x00\x7f\u200b\ufeff",
+    "don't 'tis o'er 123,456 __init__ x_y",
+]
+
+
+@pytest.fixture(scope="module")
+def bpe(shakespeare):
+    return BPETokenizer.from_text(shakespeare[:200_000], vocab_size=400)
+
+
+def test_merge_pair_replaces_left_to_right_without_overlaps():
+    assert merge_pair([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+    assert merge_pair([5, 5, 5], (5, 5), 9) == [9, 5]
+    assert merge_pair([5, 5, 5, 5], (5, 5), 9) == [9, 9]
+    assert merge_pair([], (1, 2), 9) == [] and merge_pair([1], (1, 2), 9) == [1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text())
+def test_chunks_join_back_to_the_text(text):
+    assert "".join(split_chunks(text)) == text
+
+
+def test_chunks_keep_the_space_with_the_next_word():
+    assert split_chunks("Hello  world, it's 2024!\n") == ["Hello", " ", " world", ",", " it", "'s", " 2024", "!", "\n"]
+
+
+def test_fast_training_gives_exactly_the_naive_merges(shakespeare):
+    text = shakespeare[:20_000]
+    assert train_bpe(text, 60) == train_bpe_naive(text, 60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet="ab c\nédé🙂", max_size=60), st.integers(0, 30))
+def test_fast_training_equals_naive_on_random_texts(text, n_merges):
+    assert train_bpe(text, n_merges) == train_bpe_naive(text, n_merges)
+
+
+def test_the_first_merge_is_the_most_frequent_pair(shakespeare):
+    text = shakespeare[:50_000]
+    counts = {}
+    for chunk in split_chunks(text):
+        data = chunk.encode("utf-8")
+        for pair in zip(data, data[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+    assert train_bpe(text, 1) == [max(counts, key=counts.get)]
+
+
+def test_bpe_vocabulary_and_first_merges(bpe):
+    assert bpe.vocab_size == 400 and len(bpe.merges) == 144
+    assert bpe.token(256) == " t" and bpe.token(ord("a")) == "a"
+    for i, (a, b) in enumerate(bpe.merges):  # every merge joins two tokens made before it
+        assert bpe.token_bytes[256 + i] == bpe.token_bytes[a] + bpe.token_bytes[b]
+
+
+@pytest.mark.parametrize("text", UNICODE_SAMPLES, ids=range(len(UNICODE_SAMPLES)))
+def test_bpe_round_trips_unicode_samples(bpe, text):
+    ids = bpe.encode(text)
+    assert all(0 <= i < bpe.vocab_size for i in ids)
+    assert bpe.decode(ids) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_bpe_round_trips_any_unicode_string(bpe, text):
+    assert bpe.decode(bpe.encode(text)) == text
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1))
+def test_bpe_encoding_is_byte_accurate(bpe, text):
+    ids = bpe.encode(text)
+    assert b"".join(bpe.token_bytes[i] for i in ids) == text.encode("utf-8")
+    assert len(ids) <= len(text.encode("utf-8"))
+
+
+def test_bpe_compresses_shakespeare_and_splitting_a_character_shows_a_replacement(shakespeare, bpe):
+    val = shakespeare[-100_000:]
+    assert len(val) / len(bpe.encode(val)) > 1.5
+    ids = bpe.encode("é")  # two bytes, never merged in Shakespeare
+    assert ids == [0xC3, 0xA9] and bpe.decode(ids[:1]) == "\ufffd"
+
+
+def test_bpe_with_specials_shifts_ids_and_never_uses_unk(shakespeare):
+    plain = BPETokenizer.from_text(shakespeare[:20_000], vocab_size=300)
+    special = BPETokenizer.from_text(shakespeare[:20_000], vocab_size=304, specials=True)
+    assert special.merges == plain.merges and special.vocab_size == 304
+    text = "To be, or not to be 🙂"
+    assert special.encode(text) == [i + 4 for i in plain.encode(text)]
+    assert special.unk_id not in special.encode(text)
+    ids = special.encode(text, add_sos_eos=True)
+    assert ids[0] == special.sos_id and ids[-1] == special.eos_id
+    assert special.decode(ids) == "<SOS>" + text + "<EOS>"
+    assert special.decode(ids + [special.pad_id], skip_specials=True) == text
+    assert special.token(0) == "<PAD>" and special.token(4 + ord("T")) == "T"
+
+
+def test_bpe_bad_arguments():
+    with pytest.raises(ValueError, match="vocab_size=255 is too small"):
+        BPETokenizer.from_text("abc", vocab_size=255)
+    with pytest.raises(ValueError, match="vocab_size=259 is too small"):
+        BPETokenizer.from_text("abc", vocab_size=259, specials=True)
+    assert BPETokenizer.from_text("abab", vocab_size=1000).vocab_size == 258  # ab, then abab: out of pairs
+    with pytest.raises(ValueError, match="merge 1 is \\(258, 1\\)"):
+        BPETokenizer([(1, 2), (258, 1)])
+
+
 # --- Files -------------------------------------------------------------------------
 
 
@@ -130,6 +256,8 @@ def test_word_tokenizer_on_tiny_shakespeare_has_a_large_vocabulary_and_unknowns(
         CharTokenizer.from_text("abc", specials=True),
         WordTokenizer.from_text("the cat . The Cat", lowercase=True),
         WordTokenizer.from_text("a b", specials=False),
+        BPETokenizer.from_text("hello hello world 🙂🙂", vocab_size=270),
+        BPETokenizer.from_text("hello hello", vocab_size=262, specials=True),
     ],
     ids=repr,
 )
@@ -172,3 +300,20 @@ def test_loading_a_wrong_file_says_what_is_wrong(tmp_path):
             CharTokenizer.load(_write(tmp_path, content))
     with pytest.raises(ValueError, match="holds a 'char' tokenizer, expected 'word'"):
         WordTokenizer.load(tmp_path / "good.json")
+
+
+def test_loading_a_wrong_bpe_file_says_what_is_wrong(tmp_path):
+    good = json.loads(BPETokenizer.from_text("abab cd", vocab_size=258).save(tmp_path / "good.json").read_text())
+    assert good["merges"] == [[97, 98], [32, 99]] and good["chunk_pattern"] == CHUNK_PATTERN
+    cases = [
+        ({**good, "merges": [[97, 98, 99]]}, "list of \\[id, id\\] pairs"),
+        ({**good, "merges": [[97, 256]]}, "merge 0 is \\(97, 256\\)"),
+        ({**good, "merges": [["a", "b"]]}, "merge 0"),
+        ({**good, "chunk_pattern": "\\S+"}, "chunk pattern"),
+        ({k: v for k, v in good.items() if k != "merges"}, "no field 'merges'"),
+    ]
+    for content, message in cases:
+        with pytest.raises(ValueError, match=message):
+            BPETokenizer.load(_write(tmp_path, content))
+    with pytest.raises(ValueError, match="holds a 'bpe' tokenizer, expected 'char'"):
+        CharTokenizer.load(tmp_path / "good.json")

@@ -28,9 +28,10 @@ and what was expected. :func:`load_tokenizer` loads any of the three.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -332,4 +333,240 @@ class WordTokenizer(Tokenizer):
         return cls(tokens[len(SPECIAL_TOKENS) if specials else 0 :], specials=specials, lowercase=data["lowercase"])
 
 
-_TYPES: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer}
+# --- Byte-pair encoding -------------------------------------------------------------
+#
+# Text is first split into chunks that merges never cross, in the manner of GPT-2
+# (this pattern is our own, for Python's `re`): an English contraction, a run of
+# letters or of digits or of other symbols with at most one leading space, or a run
+# of whitespace (its last space is left to the word that follows it).
+CHUNK_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?[^\W\d]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
+_CHUNKS = re.compile(CHUNK_PATTERN)
+
+
+def split_chunks(text: str) -> list[str]:
+    """The pre-split chunks of ``text``; they join back to exactly ``text``."""
+    return _CHUNKS.findall(text)
+
+
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of ``pair`` in ``ids``, left to right, by ``new_id``."""
+    merged, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def _chunk_table(text: str | Iterable[str]) -> tuple[list[list[int]], list[int]]:
+    """Each distinct chunk as a list of byte values, and how often it occurs."""
+    counts = Counter(chunk for t in _as_texts(text) for chunk in split_chunks(t))
+    return [list(chunk.encode("utf-8")) for chunk in counts], list(counts.values())
+
+
+def train_bpe_naive(text: str | Iterable[str], n_merges: int) -> list[tuple[int, int]]:
+    """BPE training, the slow and obvious way: recount every pair before every merge.
+
+    The most frequent pair of adjacent ids (ties: the smallest pair) becomes id
+    256, 257, ... in turn. Kept as the reference the fast :func:`train_bpe` is tested against.
+    """
+    words, counts = _chunk_table(text)
+    merges = []
+    for new_id in range(256, 256 + n_merges):
+        pair_counts = Counter()
+        for word, n in zip(words, counts):
+            for pair in zip(word, word[1:]):
+                pair_counts[pair] += n
+        if not pair_counts:
+            break  # every chunk is a single token: nothing left to merge
+        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))
+        merges.append(best)
+        words = [merge_pair(word, best, new_id) for word in words]
+    return merges
+
+
+def train_bpe(text: str | Iterable[str], n_merges: int) -> list[tuple[int, int]]:
+    """BPE training, fast: the same merges as :func:`train_bpe_naive`, in a fraction of the time.
+
+    Three ideas: train over *distinct* chunks weighted by their counts; keep the pair
+    counts and an index pair -> chunks containing it, and after a merge update only
+    the chunks that contained the merged pair; find the most frequent pair with a
+    heap whose out-of-date entries are skipped when popped.
+    """
+    words, counts = _chunk_table(text)
+    pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks that hold it
+    for w, (word, n) in enumerate(zip(words, counts)):
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] += n
+            where[pair].add(w)
+    heap = [(-n, pair) for pair, n in pair_counts.items()]  # most frequent first, ties: smallest pair
+    heapq.heapify(heap)
+
+    merges = []
+    for new_id in range(256, 256 + n_merges):
+        while heap:
+            negative_count, best = heapq.heappop(heap)
+            if pair_counts.get(best, 0) == -negative_count:
+                break  # an up-to-date entry
+        else:
+            break  # nothing left to merge
+        merges.append(best)
+        changed = set()
+        for w in where.pop(best):
+            word, n = words[w], counts[w]
+            merged = merge_pair(word, best, new_id)
+            if len(merged) == len(word):
+                continue  # an out-of-date index entry: this chunk no longer holds the pair
+            for pair in zip(word, word[1:]):  # take the chunk's old pairs out ...
+                pair_counts[pair] -= n
+                changed.add(pair)
+            for pair in zip(merged, merged[1:]):  # ... and put its new pairs in
+                pair_counts[pair] += n
+                changed.add(pair)
+                where[pair].add(w)
+            words[w] = merged
+        for pair in changed:
+            if pair_counts[pair] > 0:
+                heapq.heappush(heap, (-pair_counts[pair], pair))
+            else:
+                del pair_counts[pair]
+    return merges
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-pair encoding over UTF-8 bytes (Sennrich et al., 2016; GPT-2's byte-level BPE).
+
+    Ids 0..255 are the 256 byte values and merge ``i`` makes id ``256 + i`` (all shifted
+    up by 4 when built with specials, which then take ids 0..3). Any string encodes,
+    so there is never an unknown token, and ``decode(encode(s)) == s`` for every ``s``.
+    Decoding ids that split a character's bytes shows U+FFFD (�) for them.
+    """
+
+    type_name = "bpe"
+
+    def __init__(self, merges: Iterable[tuple[int, int]], specials: bool = False):
+        super().__init__(specials)
+        self.merges = [tuple(pair) for pair in merges]  # merge i makes byte-level id 256 + i
+        self.ranks = {pair: i for i, pair in enumerate(self.merges)}
+        self.token_bytes = [bytes([b]) for b in range(256)]  # byte-level id -> the bytes it stands for
+        for i, (a, b) in enumerate(self.merges):
+            if not (isinstance(a, int) and isinstance(b, int) and 0 <= a < 256 + i and 0 <= b < 256 + i):
+                raise ValueError(f"merge {i} is {(a, b)}, but it may only join ids 0..{256 + i - 1} made before it")
+            self.token_bytes.append(self.token_bytes[a] + self.token_bytes[b])
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_text(cls, text: str | Iterable[str], vocab_size: int = 512, specials: bool = False) -> BPETokenizer:
+        """Train on ``text`` until the vocabulary (256 bytes, merges, specials) has ``vocab_size`` tokens.
+
+        A tiny text may run out of pairs to merge first; the vocabulary is then smaller.
+        """
+        n_merges = vocab_size - 256 - (len(SPECIAL_TOKENS) if specials else 0)
+        if n_merges < 0:
+            raise ValueError(f"vocab_size={vocab_size} is too small: the 256 bytes{' and 4 specials' * specials} need more")
+        return cls(train_bpe(text, n_merges), specials=specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_specials + len(self.token_bytes)
+
+    def token(self, i: int) -> str:
+        """What token ``i`` stands for, as text (bytes that are not whole characters show as �)."""
+        if i < self.n_specials:
+            return SPECIAL_TOKENS[i]
+        return self.token_bytes[i - self.n_specials].decode("utf-8", errors="replace")
+
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        """Apply the merges to one chunk's bytes, lowest rank (earliest learned) first."""
+        ids = list(chunk.encode("utf-8"))
+        while len(ids) >= 2:
+            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, len(self.ranks)))
+            if pair not in self.ranks:
+                break  # no pair of this chunk was ever merged
+            ids = merge_pair(ids, pair, 256 + self.ranks[pair])
+        return ids
+
+    def _encode(self, text: str) -> list[int]:
+        ids = []
+        for chunk in split_chunks(text):
+            if chunk not in self._cache:  # the same few thousand chunks come again and again
+                self._cache[chunk] = [i + self.n_specials for i in self._encode_chunk(chunk)]
+            ids.extend(self._cache[chunk])
+        return ids
+
+    def _decode(self, ids: list[int], skip_specials: bool) -> str:
+        n, token_bytes = self.n_specials, self.token_bytes
+        specials = [b""] * n if skip_specials else [t.encode("utf-8") for t in SPECIAL_TOKENS[:n]]
+        pieces = [token_bytes[i - n] if i >= n else specials[i] for i in ids]
+        return b"".join(pieces).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict:
+        return {"specials": self.specials, "chunk_pattern": CHUNK_PATTERN, "merges": [list(p) for p in self.merges]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BPETokenizer:
+        if data["chunk_pattern"] != CHUNK_PATTERN:
+            raise ValueError(f"its chunk pattern {data['chunk_pattern']!r} is not this code's {CHUNK_PATTERN!r}")
+        merges = data["merges"]
+        if not isinstance(merges, list) or not all(isinstance(m, list) and len(m) == 2 for m in merges):
+            raise ValueError("'merges' must be a list of [id, id] pairs")
+        return cls(merges, specials=data["specials"])
+
+
+_TYPES: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
+
+
+def benchmark(vocab_size: int = 512, naive_merges: int = 5) -> list[tuple[str, float]]:
+    """Time BPE on all of Tiny Shakespeare: ``python -m utils.tokenizers --benchmark``.
+
+    Run it on one core (``taskset -c 0 python -m utils.tokenizers --benchmark``). The
+    naive trainer is timed for a few merges only and its full time extrapolated.
+    """
+    import time
+
+    from utils.data import load_tiny_shakespeare
+
+    text = load_tiny_shakespeare()
+    times = []
+
+    def timed(label, function):
+        start = time.perf_counter()
+        result = function()
+        times.append((label, time.perf_counter() - start))
+        return result
+
+    n_merges = vocab_size - 256
+    timed(f"naive training, {naive_merges} merges", lambda: train_bpe_naive(text, naive_merges))
+    times.append((f"naive training, {n_merges} merges (extrapolated)", times[-1][1] / naive_merges * n_merges))
+    tokenizer = timed(f"fast training, vocab_size={vocab_size}", lambda: BPETokenizer.from_text(text, vocab_size))
+    ids = timed("encoding the whole text (empty cache)", lambda: tokenizer.encode(text))
+    decoded = timed("decoding the whole text", lambda: tokenizer.decode(ids))
+    if decoded != text:
+        raise AssertionError("the round trip failed")
+    times.append((f"({len(text):,} characters -> {len(ids):,} tokens, {len(text) / len(ids):.3f} characters/token)", 0.0))
+    return times
+
+
+if __name__ == "__main__":
+    import argparse
+    import datetime
+    import os
+    import platform
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", action="store_true", help="time BPE training and encoding on Tiny Shakespeare")
+    parser.add_argument("--vocab-size", type=int, default=512)
+    arguments = parser.parse_args()
+    if not arguments.benchmark:
+        parser.print_help()
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(f"BPE benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+              f"Python {platform.python_version()}, {cores} core(s) available to this process\n")
+        print("| step | seconds |\n| --- | ---: |")
+        for label, seconds in benchmark(arguments.vocab_size):
+            print(f"| {label} | {seconds:.2f} |" if seconds else f"| {label} | |")
