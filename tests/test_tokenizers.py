@@ -69,6 +69,8 @@ def test_decode_rejects_ids_out_of_range_and_accepts_tensors():
     with pytest.raises(ValueError, match="token id -1"):
         tok.decode([-1])
     assert tok.decode(torch.tensor([1, 0])) == "ba"
+    with pytest.raises(TypeError, match=r"token ids are integers; got 'a' \(str\) at position 1"):
+        tok.decode([0, "a"])
     with pytest.raises(TypeError, match="encode takes a string"):
         tok.encode([1, 2])
     with pytest.raises(AttributeError, match="no special tokens"):
@@ -149,6 +151,11 @@ def bpe(shakespeare):
     return BPETokenizer.from_text(shakespeare[:200_000], vocab_size=400)
 
 
+@pytest.fixture(scope="module")
+def bpe_specials(shakespeare):
+    return BPETokenizer.from_text(shakespeare[:20_000], vocab_size=320, specials=True)
+
+
 def test_merge_pair_replaces_left_to_right_without_overlaps():
     assert merge_pair([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
     assert merge_pair([5, 5, 5], (5, 5), 9) == [9, 5]
@@ -194,6 +201,17 @@ def test_bpe_vocabulary_and_first_merges(bpe):
         assert bpe.token_bytes[256 + i] == bpe.token_bytes[a] + bpe.token_bytes[b]
 
 
+def test_bpe_encoding_replays_the_merges_in_training_order(shakespeare, bpe):
+    text = shakespeare[-3_000:]  # not in the 200,000 characters it was trained on
+    expected = []
+    for chunk in split_chunks(text):
+        ids = list(chunk.encode("utf-8"))
+        for i, pair in enumerate(bpe.merges):  # every merge, in the order learned
+            ids = merge_pair(ids, pair, 256 + i)
+        expected.extend(ids)
+    assert bpe.encode(text) == expected
+
+
 @pytest.mark.parametrize("text", UNICODE_SAMPLES, ids=range(len(UNICODE_SAMPLES)))
 def test_bpe_round_trips_unicode_samples(bpe, text):
     ids = bpe.encode(text)
@@ -201,14 +219,29 @@ def test_bpe_round_trips_unicode_samples(bpe, text):
     assert bpe.decode(ids) == text
 
 
+# Random strings, and strings glued together from the samples above, English and random text.
+unicode_texts = st.one_of(
+    st.text(),
+    st.lists(st.one_of(st.sampled_from(UNICODE_SAMPLES), st.sampled_from(["the king", " ", "\n"]), st.text(max_size=5)),
+             max_size=8).map("".join),
+)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.text())
+@given(unicode_texts)
 def test_bpe_round_trips_any_unicode_string(bpe, text):
     assert bpe.decode(bpe.encode(text)) == text
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1))
+@given(unicode_texts)
+def test_bpe_with_specials_round_trips_any_unicode_string(bpe_specials, text):
+    assert bpe_specials.decode(bpe_specials.encode(text)) == text
+    assert bpe_specials.decode(bpe_specials.encode(text, add_sos_eos=True), skip_specials=True) == text
+
+
+@settings(max_examples=50, deadline=None)
+@given(unicode_texts)
 def test_bpe_encoding_is_byte_accurate(bpe, text):
     ids = bpe.encode(text)
     assert b"".join(bpe.token_bytes[i] for i in ids) == text.encode("utf-8")

@@ -118,9 +118,11 @@ class Tokenizer:
             ids = ids.tolist()
         ids = list(ids)
         for position, i in enumerate(ids):
-            if not isinstance(i, int) or not 0 <= i < self.vocab_size:
+            if not isinstance(i, int):
+                raise TypeError(f"token ids are integers; got {i!r} ({type(i).__name__}) at position {position}")
+            if not 0 <= i < self.vocab_size:
                 raise ValueError(
-                    f"token id {i!r} at position {position} is not in [0, {self.vocab_size}), "
+                    f"token id {i} at position {position} is not in [0, {self.vocab_size}), "
                     f"the ids of this {type(self).__name__}"
                 )
         return self._decode(ids, skip_specials)
