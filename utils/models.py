@@ -1,0 +1,277 @@
+"""The two complete models, assembled from the kept modules (chapter 10).
+
+* :class:`Transformer` — the encoder–decoder of Vaswani et al. (2017), for
+  translation: source ids ``(B, T_enc)`` and decoder input ids ``(B, T_dec)`` →
+  logits ``(B, T_dec, V)``.
+* :class:`GPT` — the decoder-only language model (Radford et al., 2019): ids
+  ``(B, T)`` → next-token logits ``(B, T, V)``. Its stack is chapter 08's
+  :class:`~utils.encoder.Encoder` run with ``causal=True``: a decoder without
+  cross-attention *is* an encoder block that cannot see the future.
+
+Nothing is written twice: embeddings are ``nn.Embedding`` (chapter 02), positions
+come from :mod:`utils.positional` (chapter 03), the stacks from
+:mod:`utils.encoder` (chapter 08) and :mod:`utils.decoder` (chapter 09). What is new
+here is the output head, ``Linear(C → V)``, whose weight can be *tied* to the
+token embedding (Press & Wolf, 2017): the same ``(V, C)`` matrix reads tokens in
+and scores them out, saving ``V × C`` parameters.
+
+Each model takes a config dataclass; ``Config.preset("cpu" | "gpu", ...)`` gives a
+small model that trains in seconds on a laptop, or a bigger one for a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.decoder import Decoder, copy_decoder_layer_from_torch
+from utils.encoder import Encoder, _copy_layer_norm, copy_encoder_layer_from_torch
+from utils.layers import LayerNorm
+from utils.positional import positional_encoding
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable numbers in ``module``; a tied (shared) tensor is counted once."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def sequence_loss(
+    logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping ``pad_id`` targets.
+
+    ``label_smoothing`` ε trains against (1 - ε) on the target plus ε spread evenly
+    over all V tokens (Szegedy et al., 2016), as ``F.cross_entropy`` does.
+    """
+    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"logits must be (B, T, V) and targets (B, T); got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    B, T, V = logits.shape
+    return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T),
+                           ignore_index=-100 if pad_id is None else pad_id, label_smoothing=label_smoothing)
+
+
+class _Preset:
+    """``preset(name, **fields)``: a named set of sizes, overridden by ``fields``."""
+
+    PRESETS: dict[str, dict] = {}
+
+    @classmethod
+    def preset(cls, name: str, **fields):
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], **fields})
+
+
+# --- the encoder–decoder Transformer -------------------------------------------------
+
+
+@dataclass
+class TransformerConfig(_Preset):
+    """Sizes of the encoder–decoder Transformer; the defaults are the small CPU preset."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    max_len: int = 64  # longest source or target sequence
+    C: int = 32
+    n_heads: int = 4
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    d_ff: int | None = None  # None: 4C
+    dropout: float = 0.0
+    norm_first: bool = False  # the paper's post-norm
+    final_norm: bool = False  # a LayerNorm after post-norm stacks too, as nn.Transformer has (pre-norm stacks always end with one)
+    tie_weights: bool = True  # the output layer shares the target embedding's (V, C) weight
+    positional: str = "sinusoidal"
+    pad_id: int | None = 0  # padding token: masked in attention, ignored in the loss
+
+    PRESETS = {
+        "cpu": dict(max_len=64, C=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0),
+        # The paper's base model: C = 512, 8 heads, 6 + 6 layers, d_ff = 2048, dropout 0.1.
+        "gpu": dict(max_len=256, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048, dropout=0.1),
+    }
+
+
+class Transformer(nn.Module):
+    """The encoder–decoder Transformer: (src (B, T_enc), tgt_in (B, T_dec)) → logits (B, T_dec, V_tgt).
+
+    * :meth:`encode` — source ids → memory (B, T_enc, C), once per sentence;
+    * :meth:`decode` — decoder input ids and memory → logits (B, T_dec, V);
+    * :meth:`run_encoder` / :meth:`run_decoder` — the two stacks alone, on vectors
+      (what ``nn.Transformer`` computes), for comparing with PyTorch.
+
+    Token embeddings are multiplied by √C before positions are added (section 3.4
+    of the paper); they start with standard deviation 1/√C, so the product has
+    unit scale, like the sinusoidal positions.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.src_embedding = nn.Embedding(c.src_vocab_size, c.C)
+        self.tgt_embedding = nn.Embedding(c.tgt_vocab_size, c.C)
+        for embedding in (self.src_embedding, self.tgt_embedding):
+            nn.init.normal_(embedding.weight, std=c.C**-0.5)
+        self.src_positions = positional_encoding(c.positional, c.C, c.max_len, c.dropout)
+        self.tgt_positions = positional_encoding(c.positional, c.C, c.max_len, c.dropout)
+        self.encoder = Encoder(c.n_encoder_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)
+        self.decoder = Decoder(c.n_decoder_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)
+        extra_norms = c.final_norm and not c.norm_first
+        self.encoder_norm = LayerNorm(c.C) if extra_norms else None
+        self.decoder_norm = LayerNorm(c.C) if extra_norms else None
+        self.head = nn.Linear(c.C, c.tgt_vocab_size, bias=False)
+        if c.tie_weights:
+            self.head.weight = self.tgt_embedding.weight  # one (V, C) tensor, two uses
+
+    def _embed(self, ids: torch.Tensor, embedding: nn.Embedding, positions: nn.Module, what: str) -> torch.Tensor:
+        if ids.ndim != 2:
+            raise ValueError(f"{what} must be token ids of shape (B, T), got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(f"{what} has T={ids.shape[1]} tokens (shape {tuple(ids.shape)}), more than "
+                             f"max_len={self.config.max_len}")
+        return positions(embedding(ids) * math.sqrt(self.config.C))  # (B, T, C)
+
+    def run_encoder(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder stack on vectors (B, T_enc, C) → memory (B, T_enc, C)."""
+        x = self.encoder(x, key_padding_mask=key_padding_mask)
+        return x if self.encoder_norm is None else self.encoder_norm(x)
+
+    def run_decoder(
+        self,
+        y: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+        memory_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The decoder stack on vectors (B, T_dec, C) and memory (B, T_enc, C) → (B, T_dec, C)."""
+        y = self.decoder(y, memory, tgt_key_padding_mask=tgt_key_padding_mask,
+                         memory_key_padding_mask=memory_key_padding_mask)
+        return y if self.decoder_norm is None else self.decoder_norm(y)
+
+    def encode(self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Source ids (B, T_enc) → memory (B, T_enc, C)."""
+        return self.run_encoder(self._embed(src, self.src_embedding, self.src_positions, "src"), src_key_padding_mask)
+
+    def decode(
+        self,
+        tgt_in: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+        memory_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decoder input ids (B, T_dec) and memory (B, T_enc, C) → logits (B, T_dec, V_tgt)."""
+        y = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, "tgt_in")  # (B, T_dec, C)
+        y = self.run_decoder(y, memory, tgt_key_padding_mask=tgt_key_padding_mask,
+                             memory_key_padding_mask=memory_key_padding_mask)
+        return self.head(y)  # (B, T_dec, V)
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        tgt_in: torch.Tensor,
+        *,
+        src_key_padding_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T_dec, V_tgt). Padding masks default to ``ids == pad_id`` (True = padding)."""
+        if src.ndim != 2 or tgt_in.ndim != 2 or src.shape[0] != tgt_in.shape[0]:
+            raise ValueError(f"src (B, T_enc) and tgt_in (B, T_dec) need the same B; got {tuple(src.shape)} "
+                             f"and {tuple(tgt_in.shape)}")
+        pad_id = self.config.pad_id
+        if src_key_padding_mask is None and pad_id is not None:
+            src_key_padding_mask = src == pad_id  # (B, T_enc)
+        if tgt_key_padding_mask is None and pad_id is not None:
+            tgt_key_padding_mask = tgt_in == pad_id  # (B, T_dec)
+        memory = self.encode(src, src_key_padding_mask)  # (B, T_enc, C)
+        return self.decode(tgt_in, memory, tgt_key_padding_mask=tgt_key_padding_mask,
+                           memory_key_padding_mask=src_key_padding_mask)
+
+
+@torch.no_grad()
+def copy_transformer_from_torch(ours: Transformer, theirs: nn.Transformer) -> Transformer:
+    """Load an ``nn.Transformer``'s weights (both stacks and their final norms) into ours; returns ours.
+
+    ``nn.Transformer`` has no embeddings and no output layer, only the two stacks,
+    and it always ends each stack with a LayerNorm: build ours with
+    ``final_norm=True`` (pre-norm stacks have that norm anyway).
+    """
+    c = ours.config
+    if theirs.encoder.layers[0].norm_first != c.norm_first:
+        raise ValueError(f"norm_first differs: ours {c.norm_first}, theirs {theirs.encoder.layers[0].norm_first}")
+    if (len(theirs.encoder.layers), len(theirs.decoder.layers)) != (c.n_encoder_layers, c.n_decoder_layers):
+        raise ValueError(f"layer counts differ: ours {c.n_encoder_layers} + {c.n_decoder_layers}, "
+                         f"theirs {len(theirs.encoder.layers)} + {len(theirs.decoder.layers)}")
+    if not (c.norm_first or c.final_norm):
+        raise ValueError("nn.Transformer ends both stacks with a LayerNorm; build ours with final_norm=True")
+    for block, layer in zip(ours.encoder.blocks, theirs.encoder.layers):
+        copy_encoder_layer_from_torch(block, layer)
+    for block, layer in zip(ours.decoder.blocks, theirs.decoder.layers):
+        copy_decoder_layer_from_torch(block, layer)
+    _copy_layer_norm(ours.encoder.norm if c.norm_first else ours.encoder_norm, theirs.encoder.norm)
+    _copy_layer_norm(ours.decoder.norm if c.norm_first else ours.decoder_norm, theirs.decoder.norm)
+    return ours
+
+
+# --- the decoder-only language model --------------------------------------------------
+
+
+@dataclass
+class GPTConfig(_Preset):
+    """Sizes of the decoder-only language model; the defaults are the small CPU preset."""
+
+    vocab_size: int
+    block_size: int = 64  # the longest context
+    C: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int | None = None  # None: 4C
+    dropout: float = 0.0
+    norm_first: bool = True  # pre-norm, as in GPT-2
+    tie_weights: bool = True
+    positional: str = "learned"
+
+    PRESETS = {
+        "cpu": dict(block_size=64, C=32, n_heads=4, n_layers=2, dropout=0.0),
+        "gpu": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.2),
+    }
+
+
+class GPT(nn.Module):
+    """A decoder-only language model: ids (B, T) → next-token logits (B, T, V), T ≤ block_size.
+
+    Token embedding, positions, ``n_layers`` causal blocks (chapter 08's
+    ``EncoderBlock`` with ``causal=True``), a final LayerNorm when pre-norm, and the
+    output layer. Embeddings start small (standard deviation 0.02, as in GPT-2), so
+    the untrained model's loss is close to log V.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.C)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        self.positions = positional_encoding(c.positional, c.C, c.block_size, c.dropout)
+        if c.positional == "learned":
+            nn.init.normal_(self.positions.embedding.weight, std=0.02)
+        self.stack = Encoder(c.n_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)  # run with causal=True
+        self.head = nn.Linear(c.C, c.vocab_size, bias=False)
+        if c.tie_weights:
+            self.head.weight = self.token_embedding.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        if idx.ndim != 2:
+            raise ValueError(f"idx must be token ids of shape (B, T), got shape {tuple(idx.shape)}")
+        if idx.shape[1] > self.config.block_size:
+            raise ValueError(f"T={idx.shape[1]} tokens (shape {tuple(idx.shape)}) exceed block_size="
+                             f"{self.config.block_size}; crop the context to the last block_size tokens")
+        x = self.positions(self.token_embedding(idx))  # (B, T, C)
+        x = self.stack(x, causal=True)  # (B, T, C); ends with a LayerNorm when pre-norm
+        return self.head(x)  # (B, T, V)
+
