@@ -122,6 +122,17 @@ def test_training_mode_dropout_is_active_and_eval_is_deterministic():
     assert torch.equal(encoder(x), encoder(x))
 
 
+def test_dropout_sits_where_torch_puts_it():
+    block = EncoderBlock(C, n_heads, d_ff, dropout=0.3)
+    places = {name: m.p for name, m in block.named_modules() if isinstance(m, nn.Dropout)}
+    assert places == {  # dropout1, dropout (inside the FFN), dropout2, and attention's dropout on its weights
+        "self_attention.dropout": 0.3,
+        "attention_residual.dropout": 0.3,
+        "feed_forward.dropout": 0.3,
+        "feed_forward_residual.dropout": 0.3,
+    }
+
+
 def test_block_keeps_shape_and_is_contextual():
     torch.manual_seed(0)
     block = EncoderBlock(C, n_heads).eval()

@@ -100,6 +100,18 @@ def test_feed_forward_dropout_acts_in_training_only():
     assert torch.equal(ff(x), ff(x))
 
 
+def test_feed_forward_dropout_sits_between_relu_and_linear2():
+    ff = randomised(FeedForward(8, dropout=0.5)).train()
+    x = torch.randn(4, 10, 8)
+    seen = []
+    ff.linear2.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    ff(x)
+    hidden = torch.relu(ff.linear1(x))
+    dropped, kept = seen[0] == 0, (seen[0] - 2 * hidden).abs() < 1e-5  # kept units are scaled by 1 / (1 - p)
+    assert torch.all(dropped | kept)
+    assert (dropped & (hidden > 0)).any() and (kept & (hidden > 0)).any()
+
+
 def test_feed_forward_rejects_the_wrong_width():
     with pytest.raises(ValueError, match=r"C=8.*\(2, 4\)"):
         FeedForward(8)(torch.randn(2, 4))
