@@ -1,0 +1,78 @@
+"""Chapter 04's checkers: they pass the reference solutions and reject plausible wrong answers."""
+
+import math
+
+import pytest
+import torch
+
+from tests.notebooks import run_solutions
+from utils.exercises import ExerciseFailed
+from utils.exercises.ch04 import check_parameter_count, check_scaled_dot_product, check_split_heads
+
+
+def test_chapter_04_reference_solutions_pass(capsys):
+    run_solutions("04_self_attention")
+    assert capsys.readouterr().out.count("✓") == 3
+
+
+def test_not_attempted_is_reported_not_failed(capsys):
+    def not_started(*args):
+        raise NotImplementedError
+
+    check_scaled_dot_product(not_started)
+    check_split_heads(not_started, not_started)
+    check_parameter_count(not_started)
+    assert capsys.readouterr().out.count("not attempted yet") == 3
+
+
+def test_scaled_dot_product_checker_rejects_wrong_answers():
+    def unscaled(q, k, v):
+        weights = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+        return weights @ v, weights
+
+    with pytest.raises(ExerciseFailed, match="without the scale"):
+        check_scaled_dot_product(unscaled)
+
+    def softmax_over_queries(q, k, v):
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-2)
+        return weights @ v, weights
+
+    with pytest.raises(ExerciseFailed, match="sum of each query's weights"):
+        check_scaled_dot_product(softmax_over_queries)
+
+    def output_only(q, k, v):
+        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+    with pytest.raises(ExerciseFailed, match=r"return the pair \(output, weights\)"):
+        check_scaled_dot_product(output_only)
+
+
+def test_split_heads_checker_rejects_a_plain_view():
+    def plain_view(x, n_heads):
+        B, T, C = x.shape
+        return x.view(B, n_heads, T, C // n_heads)
+
+    def merge(x):
+        B, n_heads, T, head_size = x.shape
+        return x.transpose(1, 2).reshape(B, T, n_heads * head_size)
+
+    with pytest.raises(ExerciseFailed, match="mixes tokens"):
+        check_split_heads(plain_view, merge)
+
+    def split(x, n_heads):
+        B, T, C = x.shape
+        return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)
+
+    def merge_without_transpose(x):
+        B, n_heads, T, head_size = x.shape
+        return x.reshape(B, T, n_heads * head_size)
+
+    with pytest.raises(ExerciseFailed, match="give x back"):
+        check_split_heads(split, merge_without_transpose)
+
+
+def test_parameter_count_checker_rejects_wrong_answers():
+    with pytest.raises(ExerciseFailed, match=r"C=32, n_heads=4, bias=True you gave 3168, but the layer has 4224"):
+        check_parameter_count(lambda C, n_heads, bias=True: 3 * C * C + (3 * C if bias else 0))  # no out_proj
+    with pytest.raises(ExerciseFailed, match="four C×C maps"):
+        check_parameter_count(lambda C, n_heads, bias=True: 4 * C * (C // n_heads) + 4 * C)  # one head's worth
