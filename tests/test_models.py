@@ -143,6 +143,15 @@ def test_sequence_loss_is_minus_log_p_of_the_targets_over_real_tokens():
         sequence_loss(logits, targets.T)
 
 
+@pytest.fixture
+def one_thread():
+    """A 4 × 8 batch is too small to share between CPU threads; on a busy machine extra threads cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def memorise(model, loss_of_batch, steps=300, lr=3e-3):
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -156,7 +165,7 @@ def memorise(model, loss_of_batch, steps=300, lr=3e-3):
     return steps, loss.item()
 
 
-def test_gpt_memorises_a_tiny_batch_and_then_generates_it():
+def test_gpt_memorises_a_tiny_batch_and_then_generates_it(one_thread):
     model = small_gpt()
     g = torch.Generator().manual_seed(4)
     order = torch.randperm(V - 3, generator=g) + 3
@@ -169,7 +178,7 @@ def test_gpt_memorises_a_tiny_batch_and_then_generates_it():
     assert torch.equal(generate(model, data[:, :1], 8, temperature=0), data)
 
 
-def test_transformer_memorises_a_tiny_batch_and_then_translates_it():
+def test_transformer_memorises_a_tiny_batch_and_then_translates_it(one_thread):
     model = small_transformer()
     g = torch.Generator().manual_seed(3)
     src = torch.randint(3, V + 5, (4, 8), generator=g)
@@ -181,3 +190,21 @@ def test_transformer_memorises_a_tiny_batch_and_then_translates_it():
     assert loss < 0.1 and step <= 300
     translated = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_len=12)
     assert torch.equal(translated, torch.cat([tgt_in, torch.full((4, 1), EOS)], dim=1))
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_generation_runs_on_any_device(device):
+    gpt = small_gpt().to(device)
+    prompt = torch.randint(3, V, (2, 3), device=device)
+    cpu_generator = torch.Generator().manual_seed(0)  # a CPU generator works with logits on any device
+    out = generate(gpt, prompt, 10, temperature=0.8, top_k=10, top_p=0.9, generator=cpu_generator)
+    assert out.shape == (2, 13) and out.device.type == device
+    assert torch.equal(out[:, :3], prompt)
+    again = generate(gpt, prompt, 10, temperature=0.8, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    model = small_transformer().to(device)
+    translated = greedy_translate(model, torch.randint(3, V, (2, 5), device=device), sos_id=SOS, eos_id=EOS, max_len=6)
+    assert translated.device.type == device and translated.shape[0] == 2 and translated.shape[1] <= 7
