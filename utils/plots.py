@@ -93,7 +93,8 @@ def attention_heatmaps(
     n = weights.shape[0]
     columns = min(columns, n)
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.6, size * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.6, size * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for h, ax in enumerate(axes.flat):
         if h >= n:
             ax.axis("off")
