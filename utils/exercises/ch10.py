@@ -1,0 +1,79 @@
+"""Checkers for chapter 10's exercises (the output head, the loss, decoding)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from utils.exercises import checker, expect, expect_close, expect_shape
+
+
+@checker("Exercise 10.1 — cross-entropy from scratch")
+def check_cross_entropy(cross_entropy) -> None:
+    """``cross_entropy(logits (N, V), targets (N,), ignore_index)``: mean -log p(target) over kept targets."""
+    g = torch.Generator().manual_seed(10)
+    logits = torch.randn(12, 7, generator=g) * 3
+    targets = torch.randint(1, 7, (12,), generator=g)
+    plain = cross_entropy(logits.clone(), targets.clone(), -100)
+    expect_shape(plain, (), "cross_entropy(...) (a scalar)")
+    expect_close(plain, F.cross_entropy(logits, targets), "cross_entropy with nothing to ignore")
+    padded = targets.clone()
+    padded[[2, 5, 6, 11]] = 0
+    with_padding = cross_entropy(logits.clone(), padded.clone(), 0)
+    counted = F.cross_entropy(logits, padded)
+    expect(not torch.allclose(torch.as_tensor(with_padding, dtype=counted.dtype), counted, atol=1e-5),
+           "the targets equal to ignore_index still count: leave them out of the sum and of the count")
+    expected = F.cross_entropy(logits, padded, ignore_index=0)
+    summed_over_all = -torch.log_softmax(logits, -1)[padded != 0].gather(-1, padded[padded != 0][:, None]).sum() / 12
+    expect(not torch.allclose(torch.as_tensor(with_padding, dtype=expected.dtype), summed_over_all, atol=1e-5),
+           "you divided by all N positions; the mean is over the kept (non-ignored) positions only")
+    expect_close(with_padding, expected, "cross_entropy with ignore_index=0")
+    huge = torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 2000.0, 0.0]])
+    safe = cross_entropy(huge, torch.tensor([0, 0]), -100)
+    expect(torch.isfinite(torch.as_tensor(safe)).item(),
+           "logits in the thousands give inf or NaN: subtract each row's maximum before exponentiating")
+    expect_close(safe, F.cross_entropy(huge, torch.tensor([0, 0])), "cross_entropy of large logits", atol=1e-3)
+
+
+@checker("Exercise 10.2 — label smoothing")
+def check_label_smoothing(smoothed_loss) -> None:
+    """``smoothed_loss(logits (N, V), targets (N,), epsilon)`` equals F.cross_entropy(label_smoothing=epsilon)."""
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(9, 6, generator=g) * 2
+    targets = torch.randint(6, (9,), generator=g)
+    for epsilon in (0.0, 0.1, 0.3):
+        got = smoothed_loss(logits.clone(), targets.clone(), epsilon)
+        expected = F.cross_entropy(logits, targets, label_smoothing=epsilon)
+        expect_shape(got, (), f"smoothed_loss(..., epsilon={epsilon}) (a scalar)")
+        if epsilon > 0:
+            log_p = torch.log_softmax(logits, -1)
+            other = (1 - epsilon) * -log_p.gather(-1, targets[:, None])[:, 0] \
+                - epsilon / 5 * (log_p.sum(-1) - log_p.gather(-1, targets[:, None])[:, 0])
+            expect(not torch.allclose(torch.as_tensor(got, dtype=expected.dtype), other.mean(), atol=1e-5),
+                   "you spread ε over the V - 1 other tokens; here (as in PyTorch) ε/V goes to every token, "
+                   "the target included, and the target gets 1 - ε on top")
+        expect_close(got, expected, f"smoothed_loss with epsilon={epsilon}")
+
+
+@checker("Exercise 10.3 — the nucleus of top-p sampling")
+def check_top_p(nucleus) -> None:
+    """``nucleus(probs, p)`` returns the set of ids kept by top-p: the smallest most-likely set with mass >= p."""
+    probs = torch.tensor([0.1, 0.4, 0.05, 0.3, 0.15])  # sorted: 1 (0.4), 3 (0.3), 4 (0.15), 0 (0.1), 2 (0.05)
+    cases = {0.3: {1}, 0.6: {1, 3}, 0.8: {1, 3, 4}, 0.9: {1, 3, 4, 0}, 0.99: {0, 1, 2, 3, 4}}
+    for p, expected in cases.items():
+        kept = nucleus(probs.clone(), p)
+        kept = {int(i) for i in (kept.tolist() if hasattr(kept, "tolist") else kept)}
+        strictly_below = set()
+        mass = 0.0
+        for i in probs.argsort(descending=True).tolist():
+            if mass + probs[i].item() >= p:
+                break
+            strictly_below.add(i)
+            mass += probs[i].item()
+        if p > 0.4:
+            expect(kept != strictly_below,
+                   f"p={p}: you stopped before the token that crosses p (kept {sorted(kept)}); that set "
+                   f"has mass below p, so add the next most likely token too: {sorted(expected)}")
+        expect(kept == expected,
+               f"with probabilities {probs.tolist()} and p={p}, top-p keeps {sorted(expected)}, "
+               f"you returned {sorted(kept)}")
