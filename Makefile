@@ -24,9 +24,10 @@ test: install
 	$(PYTHON) -m pytest
 
 # Execute notebooks top to bottom in a fresh kernel and store their outputs.
-# Progress bars are switched off so the stored outputs are stable; readers see them live.
+# Progress bars are switched off so the stored outputs are stable (readers see them live);
+# one torch thread, as under pytest (see conftest.py).
 notebooks:
-	TQDM_DISABLE=1 PYTHONHASHSEED=0 $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
+	TQDM_DISABLE=1 PYTHONHASHSEED=0 OMP_NUM_THREADS=1 $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False $(NB)
 
 lint:

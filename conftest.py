@@ -7,6 +7,10 @@ from pathlib import Path
 # `notebooks` target), so tests run without them too.
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# One torch thread per process: pytest runs two notebooks at once on CI's 2 cores,
+# and oversubscribed threads make the small models' training steps many times slower.
+# Results are the same; the Makefile's `notebooks` target stores outputs the same way.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Tests never need the network: use the offline copy of the data next to the
 # checkout when there is one and nothing else was chosen.

@@ -54,3 +54,14 @@ def test_training_lowers_the_loss_below_uniform():
                                    lr=0.1, eval_every=50, eval_iters=5)
     assert history["eval_step"] == [0, 50, 100, 150, 199]
     assert history["val"][-1] < 0.1 < history["val"][0]
+
+
+def test_progress_bar_hides_when_tqdm_disable_is_set(monkeypatch):
+    from utils.train import progress
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress(range(3)).disable
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    bar = progress(range(3), file=open("/dev/null", "w"))
+    assert not bar.disable
+    assert list(bar) == [0, 1, 2]

@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.attention import MultiHeadAttention, copy_weights_from_torch
-from utils.encoder import _copy_layer_norm
-from utils.layers import FeedForward, LayerNorm, Residual
+from utils.layers import FeedForward, LayerNorm, Residual, copy_layer_norm_from_torch
 
 
 class DecoderBlock(nn.Module):
@@ -143,9 +142,9 @@ def copy_decoder_layer_from_torch(ours: DecoderBlock, theirs: nn.TransformerDeco
     copy_weights_from_torch(ours.cross_attention, theirs.multihead_attn)
     for name in ("linear1", "linear2"):
         getattr(ours.feed_forward, name).load_state_dict(getattr(theirs, name).state_dict())
-    _copy_layer_norm(ours.self_attention_residual.norm, theirs.norm1)
-    _copy_layer_norm(ours.cross_attention_residual.norm, theirs.norm2)
-    _copy_layer_norm(ours.feed_forward_residual.norm, theirs.norm3)
+    copy_layer_norm_from_torch(ours.self_attention_residual.norm, theirs.norm1)
+    copy_layer_norm_from_torch(ours.cross_attention_residual.norm, theirs.norm2)
+    copy_layer_norm_from_torch(ours.feed_forward_residual.norm, theirs.norm3)
     return ours
 
 
@@ -167,5 +166,5 @@ def copy_decoder_from_torch(ours: Decoder, theirs: nn.TransformerDecoder) -> Dec
     for block, layer in zip(ours.blocks, theirs.layers):
         copy_decoder_layer_from_torch(block, layer)
     if ours.norm is not None:
-        _copy_layer_norm(ours.norm, theirs.norm)
+        copy_layer_norm_from_torch(ours.norm, theirs.norm)
     return ours

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from utils.attention import MultiHeadAttention, copy_weights_from_torch
-from utils.layers import FeedForward, LayerNorm, Residual
+from utils.layers import FeedForward, LayerNorm, Residual, copy_layer_norm_from_torch
 
 
 class EncoderBlock(nn.Module):
@@ -77,17 +77,6 @@ class Encoder(nn.Module):
 
 
 @torch.no_grad()
-def _copy_layer_norm(ours: LayerNorm, theirs: nn.LayerNorm) -> None:
-    if theirs.weight is None or theirs.bias is None:
-        raise ValueError("PyTorch's LayerNorm has no gain or no bias (elementwise_affine=False or bias=False); ours has both")
-    if tuple(theirs.normalized_shape) != (ours.C,):
-        raise ValueError(f"LayerNorm widths differ: ours normalises C={ours.C}, theirs {tuple(theirs.normalized_shape)}")
-    ours.weight.copy_(theirs.weight)
-    ours.bias.copy_(theirs.bias)
-    ours.eps = theirs.eps
-
-
-@torch.no_grad()
 def copy_encoder_layer_from_torch(ours: EncoderBlock, theirs: nn.TransformerEncoderLayer) -> EncoderBlock:
     """Load an ``nn.TransformerEncoderLayer``'s weights into our block; returns ours.
 
@@ -109,8 +98,8 @@ def copy_encoder_layer_from_torch(ours: EncoderBlock, theirs: nn.TransformerEnco
     copy_weights_from_torch(ours.self_attention, theirs.self_attn)
     for name in ("linear1", "linear2"):
         getattr(ours.feed_forward, name).load_state_dict(getattr(theirs, name).state_dict())
-    _copy_layer_norm(ours.attention_residual.norm, theirs.norm1)
-    _copy_layer_norm(ours.feed_forward_residual.norm, theirs.norm2)
+    copy_layer_norm_from_torch(ours.attention_residual.norm, theirs.norm1)
+    copy_layer_norm_from_torch(ours.feed_forward_residual.norm, theirs.norm2)
     return ours
 
 
@@ -133,5 +122,5 @@ def copy_encoder_from_torch(ours: Encoder, theirs: nn.TransformerEncoder) -> Enc
     for block, layer in zip(ours.blocks, theirs.layers):
         copy_encoder_layer_from_torch(block, layer)
     if ours.norm is not None:
-        _copy_layer_norm(ours.norm, theirs.norm)
+        copy_layer_norm_from_torch(ours.norm, theirs.norm)
     return ours

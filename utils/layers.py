@@ -100,3 +100,15 @@ class Residual(nn.Module):
 
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}"
+
+
+@torch.no_grad()
+def copy_layer_norm_from_torch(ours: LayerNorm, theirs: nn.LayerNorm) -> None:
+    """Copy an ``nn.LayerNorm``'s gain, bias and eps into our LayerNorm (used by the later chapters' copy helpers)."""
+    if theirs.weight is None or theirs.bias is None:
+        raise ValueError("PyTorch's LayerNorm has no gain or no bias (elementwise_affine=False or bias=False); ours has both")
+    if tuple(theirs.normalized_shape) != (ours.C,):
+        raise ValueError(f"LayerNorm widths differ: ours normalises C={ours.C}, theirs {tuple(theirs.normalized_shape)}")
+    ours.weight.copy_(theirs.weight)
+    ours.bias.copy_(theirs.bias)
+    ours.eps = theirs.eps

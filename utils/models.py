@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
-from utils.encoder import Encoder, _copy_layer_norm, copy_encoder_layer_from_torch
-from utils.layers import LayerNorm
+from utils.encoder import Encoder, copy_encoder_layer_from_torch
+from utils.layers import LayerNorm, copy_layer_norm_from_torch
 from utils.positional import positional_encoding
 
 
@@ -213,8 +213,8 @@ def copy_transformer_from_torch(ours: Transformer, theirs: nn.Transformer) -> Tr
         copy_encoder_layer_from_torch(block, layer)
     for block, layer in zip(ours.decoder.blocks, theirs.decoder.layers):
         copy_decoder_layer_from_torch(block, layer)
-    _copy_layer_norm(ours.encoder.norm if c.norm_first else ours.encoder_norm, theirs.encoder.norm)
-    _copy_layer_norm(ours.decoder.norm if c.norm_first else ours.decoder_norm, theirs.decoder.norm)
+    copy_layer_norm_from_torch(ours.encoder.norm if c.norm_first else ours.encoder_norm, theirs.encoder.norm)
+    copy_layer_norm_from_torch(ours.decoder.norm if c.norm_first else ours.decoder_norm, theirs.decoder.norm)
     return ours
 
 

@@ -6,11 +6,23 @@ the loss is the cross-entropy between those logits and the next tokens.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+
+def progress(iterable, **kwargs):
+    """A ``tqdm.auto`` progress bar (a widget in Jupyter, text elsewhere).
+
+    Setting the environment variable ``TQDM_DISABLE=1`` hides it: the book's stored
+    notebook outputs are made that way (``make notebooks``), because a bar's rate and
+    timing differ on every run. tqdm's notebook bar ignores that variable by itself.
+    """
+    kwargs.setdefault("disable", os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"))
+    return tqdm(iterable, **kwargs)
 
 
 def get_batch(
@@ -83,7 +95,7 @@ def train(
     """
     history: dict[str, list] = {"step": [], "loss": [], "eval_step": []}
     model.train()
-    bar = tqdm(range(steps), desc=description)
+    bar = progress(range(steps), desc=description)
     for step in bar:
         loss = loss_of_step(step)
         optimizer.zero_grad(set_to_none=True)
