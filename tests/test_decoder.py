@@ -130,3 +130,27 @@ def test_bad_input_and_mismatched_copies_give_clear_errors():
         copy_decoder_from_torch(Decoder(2, C, n_heads, d_ff), nn.TransformerDecoder(torch_layer(False), 3))
     with pytest.raises(ValueError, match="n_layers"):
         Decoder(0, C, n_heads)
+
+
+def test_dropout_sits_where_torch_puts_it():
+    """PyTorch's decoder layer drops in six places: dropout1-3 on the three sublayers' outputs,
+    the dropout inside the feed-forward network, and each attention's dropout on its weights."""
+    block = DecoderBlock(C, n_heads, d_ff, dropout=0.3)
+    places = {name: m.p for name, m in block.named_modules() if isinstance(m, nn.Dropout)}
+    assert places == {
+        "self_attention.dropout": 0.3,
+        "self_attention_residual.dropout": 0.3,
+        "cross_attention.dropout": 0.3,
+        "cross_attention_residual.dropout": 0.3,
+        "feed_forward.dropout": 0.3,
+        "feed_forward_residual.dropout": 0.3,
+    }
+    theirs = nn.TransformerDecoderLayer(C, n_heads, d_ff, dropout=0.3, batch_first=True)
+    theirs_places = [name for name, m in theirs.named_modules() if isinstance(m, nn.Dropout)]
+    assert len(theirs_places) == 4  # dropout, dropout1-3; the two attentions keep their p as an attribute
+    assert theirs.self_attn.dropout == theirs.multihead_attn.dropout == 0.3
+    block.train()
+    x, memory = torch.randn(2, T_dec, C), torch.randn(2, T_enc, C)
+    assert not torch.equal(block(x, memory), block(x, memory))  # dropout is live in training mode
+    block.eval()
+    assert torch.equal(block(x, memory), block(x, memory))
