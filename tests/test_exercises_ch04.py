@@ -33,6 +33,13 @@ def test_scaled_dot_product_checker_rejects_wrong_answers():
     with pytest.raises(ExerciseFailed, match="without the scale"):
         check_scaled_dot_product(unscaled)
 
+    def divided_by_d_k(q, k, v):
+        weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1], dim=-1)
+        return weights @ v, weights
+
+    with pytest.raises(ExerciseFailed, match="divide by its square root"):
+        check_scaled_dot_product(divided_by_d_k)
+
     def softmax_over_queries(q, k, v):
         weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-2)
         return weights @ v, weights

@@ -33,6 +33,9 @@ def test_causal_weights_checker_rejects_wrong_answers():
     # masking after softmax: rows no longer sum to 1
     with pytest.raises(ExerciseFailed, match="sum of each row"):
         check_causal_weights(lambda s: torch.softmax(s, dim=-1).masked_fill(future(s.shape[-1]), 0.0))
+    # the diagonal masked too: query 0 sees no key, its row is NaN
+    with pytest.raises(ExerciseFailed, match="may attend to itself"):
+        check_causal_weights(lambda s: torch.softmax(s.masked_fill(future(s.shape[-1]).T.logical_not(), float("-inf")), dim=-1))
     # the wrong triangle: the past masked, the future kept
     with pytest.raises(ExerciseFailed, match="weight exactly 0"):
         check_causal_weights(lambda s: torch.softmax(s.masked_fill(future(s.shape[-1]).T, float("-inf")), dim=-1))

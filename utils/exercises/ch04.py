@@ -27,6 +27,9 @@ def check_scaled_dot_product(scaled_dot_product) -> None:
         unscaled = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
         expect(not torch.allclose(weights, unscaled, atol=1e-4),
                "your weights are softmax(q kᵀ) without the scale: divide the scores by √d_k first")
+        over_d_k = torch.softmax(q @ k.transpose(-2, -1) / shape_q[-1], dim=-1)
+        expect(not torch.allclose(weights, over_d_k, atol=1e-4),
+               f"your scores are divided by d_k = {shape_q[-1]}; divide by its square root, √d_k")
         expect_close(weights, torch.softmax(q @ k.transpose(-2, -1) / shape_q[-1] ** 0.5, dim=-1), "weights")
         expect_close(out, F.scaled_dot_product_attention(q, k, v), f"the output for q {shape_q}, k {shape_kv}")
 

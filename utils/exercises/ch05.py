@@ -17,6 +17,10 @@ def check_causal_weights(causal_weights) -> None:
         expect_shape(weights, shape, f"causal_weights of scores shaped {shape}")
         T = shape[-1]
         future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
+        itself = torch.eye(T, dtype=torch.bool)
+        expect(not weights.isnan().any().item() and (weights[..., itself] > 0).all().item(),
+               "each query may attend to itself (key s = t): mask only the keys with s > t, triu(diagonal=1); "
+               "masking the diagonal too leaves query 0 with no key at all, and softmax of all -inf is NaN")
         leaked = weights[..., future].abs().max().item()
         expect(leaked == 0, f"keys after the query must get weight exactly 0, but one gets {leaked:.3g}: "
                "mask the scores with -inf (not 0) before softmax")
