@@ -1,11 +1,13 @@
 """The exercise machinery, and chapter 00's checkers on right and wrong answers."""
 
+import importlib
+import inspect
 import math
 
 import pytest
 import torch
 
-from tests.notebooks import run_solutions
+from tests.notebooks import CHAPTERS, load, run_solutions, tagged
 from utils.exercises import ExerciseFailed, checker, expect, expect_close
 from utils.exercises.ch00 import check_pipeline_shapes, check_softmax, check_uniform_loss
 
@@ -35,9 +37,27 @@ def test_expect_close_names_shapes_and_the_largest_difference():
         expect_close(torch.tensor([[0.0], [0.5]]), torch.zeros(2, 1))
 
 
-def test_chapter_00_reference_solutions_pass(capsys):
-    run_solutions("00_introduction")
-    assert capsys.readouterr().out.count("✓") == 3
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_reference_solutions_pass(path, capsys):
+    """Every chapter's hidden solutions, run alone, satisfy their checkers."""
+    solutions = tagged(load(path), "solution")
+    run_solutions(path.stem)
+    assert capsys.readouterr().out.count("✓") == len(solutions)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_checker_reports_an_unstarted_exercise_instead_of_failing(path, capsys):
+    module = importlib.import_module(f"utils.exercises.ch{path.stem[:2]}")
+    checkers = [f for f in vars(module).values() if callable(f) and hasattr(f, "title")]
+    assert len(checkers) == len(tagged(load(path), "solution"))
+
+    def not_started(*args, **kwargs):
+        raise NotImplementedError
+
+    for check in checkers:
+        required = [p for p in inspect.signature(check).parameters.values() if p.default is inspect.Parameter.empty]
+        check(*[not_started] * len(required))
+        assert "not attempted yet" in capsys.readouterr().out, check.title
 
 
 def test_chapter_00_checkers_reject_wrong_answers():

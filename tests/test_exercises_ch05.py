@@ -3,23 +3,8 @@
 import pytest
 import torch
 
-from tests.notebooks import run_solutions
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch05 import check_causal_weights, check_padding_mask, check_sliding_window_mask
-
-
-def test_chapter_05_reference_solutions_pass(capsys):
-    run_solutions("05_masked_self_attention")
-    assert capsys.readouterr().out.count("✓") == 3
-
-
-def test_not_attempted_is_reported_not_failed(capsys):
-    def not_started(*args):
-        raise NotImplementedError
-
-    for check in (check_causal_weights, check_padding_mask, check_sliding_window_mask):
-        check(not_started)
-    assert capsys.readouterr().out.count("not attempted yet") == 3
 
 
 def future(T):

@@ -3,14 +3,8 @@
 import pytest
 import torch
 
-from tests.notebooks import run_solutions
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch10 import check_cross_entropy, check_label_smoothing, check_top_p
-
-
-def test_chapter_10_reference_solutions_pass(capsys):
-    run_solutions("10_output_head")
-    assert capsys.readouterr().out.count("✓") == 3
 
 
 def naive_cross_entropy(logits, targets, ignore_index):
