@@ -350,3 +350,15 @@ def test_loading_a_wrong_bpe_file_says_what_is_wrong(tmp_path):
             BPETokenizer.load(_write(tmp_path, content))
     with pytest.raises(ValueError, match="holds a 'bpe' tokenizer, expected 'char'"):
         CharTokenizer.load(tmp_path / "good.json")
+
+
+def test_pad_batch_pads_on_the_right_and_marks_padding_by_length():
+    from utils.exercises.ch01 import check_pad_batch
+    from utils.tokenizers import pad_batch
+
+    ids, mask = pad_batch([[5, 0], [7], []], pad_id=0)
+    assert ids.tolist() == [[5, 0], [7, 0], [0, 0]]
+    assert mask.tolist() == [[False, False], [False, True], [True, True]]  # the real 0 is not padding
+    check_pad_batch(pad_batch)  # the kept version passes chapter 01's checker
+    with pytest.raises(ValueError, match="at least one"):
+        pad_batch([], pad_id=0)

@@ -207,6 +207,25 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     return Tokenizer.load(path)
 
 
+def pad_batch(sequences: list[list[int]], pad_id: int, device=None):
+    """Id lists of different lengths → ``(ids, padding_mask)``, both (B, T_max), padded on the right.
+
+    ``padding_mask`` is True at padding positions (the convention of chapter 05's
+    ``key_padding_mask``). It is made from the lengths, not by comparing with
+    ``pad_id``, so a real token that happens to share the id is never mistaken for
+    padding. Chapter 01's exercise 1.3 builds this; later chapters import it.
+    """
+    import torch
+
+    if not sequences:
+        raise ValueError("pad_batch needs at least one sequence")
+    T_max = max(len(s) for s in sequences)
+    ids = torch.tensor([list(s) + [pad_id] * (T_max - len(s)) for s in sequences], dtype=torch.long, device=device)
+    lengths = torch.tensor([len(s) for s in sequences], device=device)
+    padding_mask = torch.arange(T_max, device=device)[None, :] >= lengths[:, None]  # (B, T_max)
+    return ids, padding_mask
+
+
 class CharTokenizer(Tokenizer):
     """One token per character; the vocabulary is the sorted set of characters seen.
 
