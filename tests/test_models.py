@@ -143,15 +143,6 @@ def test_sequence_loss_is_minus_log_p_of_the_targets_over_real_tokens():
         sequence_loss(logits, targets.T)
 
 
-@pytest.fixture
-def one_thread():
-    """A 4 × 8 batch is too small to share between CPU threads; on a busy machine extra threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def memorise(model, loss_of_batch, steps=300, lr=3e-3):
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -165,7 +156,7 @@ def memorise(model, loss_of_batch, steps=300, lr=3e-3):
     return steps, loss.item()
 
 
-def test_gpt_memorises_a_tiny_batch_and_then_generates_it(one_thread):
+def test_gpt_memorises_a_tiny_batch_and_then_generates_it():
     model = small_gpt()
     g = torch.Generator().manual_seed(4)
     order = torch.randperm(V - 3, generator=g) + 3
@@ -178,7 +169,7 @@ def test_gpt_memorises_a_tiny_batch_and_then_generates_it(one_thread):
     assert torch.equal(generate(model, data[:, :1], 8, temperature=0), data)
 
 
-def test_transformer_memorises_a_tiny_batch_and_then_translates_it(one_thread):
+def test_transformer_memorises_a_tiny_batch_and_then_translates_it():
     model = small_transformer()
     g = torch.Generator().manual_seed(3)
     src = torch.randint(3, V + 5, (4, 8), generator=g)
