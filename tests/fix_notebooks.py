@@ -1,17 +1,25 @@
 """Bring every chapter in line with the conventions: python -m tests.fix_notebooks
 
 * the first code cell becomes exactly the current setup cell, folded on the site;
-* solution cells (tagged ``solution``) get ``hide-input`` (a toggle on the site)
-  and ``jupyter.source_hidden`` (collapsed in Jupyter);
+* solution cells (tagged ``solution``) get ``hide-input`` (a toggle on the site),
+  ``jupyter.source_hidden`` (collapsed in Jupyter) and Colab's form view
+  (``cellView: form`` with a ``# @title Solution …`` first line, so Colab folds
+  the code under that title);
 * the kernelspec is the plain ``python3`` one, and jupytext's metadata goes.
 
-Run it after editing a notebook and before ``make notebooks``.
+Run it after editing a notebook and before ``make notebooks``:
+``python -m tests.fix_notebooks chapters/NN_topic.ipynb`` fixes only the notebooks
+named (several people may be editing chapters at once); with no argument, all.
 """
 
 import json
+import sys
+from pathlib import Path
 
 from tests.notebooks import CHAPTERS, code_cells, load
 from utils.environment import setup_cell
+
+SOLUTION_TITLE = "# @title Solution (double-click to show the code)"
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -30,11 +38,17 @@ def fix(notebook: dict) -> None:
             if "hide-input" not in tags:
                 cell["metadata"]["tags"] = [*tags, "hide-input"]
             cell["metadata"].setdefault("jupyter", {})["source_hidden"] = True
+            cell["metadata"]["cellView"] = "form"
+            lines = "".join(cell.get("source", "")).splitlines(keepends=True)
+            if not lines or not lines[0].startswith("# @title"):
+                lines = [SOLUTION_TITLE + "\n", *lines]
+            cell["source"] = lines
     notebook["metadata"]["kernelspec"] = KERNELSPEC
 
 
 if __name__ == "__main__":
-    for path in CHAPTERS:
+    paths = [Path(arg).resolve() for arg in sys.argv[1:]] or CHAPTERS
+    for path in paths:
         notebook = load(path)
         before = json.dumps(notebook, sort_keys=True)
         fix(notebook)

@@ -68,6 +68,8 @@ def test_exercises_have_checked_hidden_solutions(path):
     for cell in solutions:
         assert "hide-input" in cell["metadata"]["tags"], "solutions are hidden behind a toggle on the site"
         assert cell["metadata"].get("jupyter", {}).get("source_hidden") is True, "and collapsed in Jupyter"
+        assert cell["metadata"].get("cellView") == "form", "and folded in Colab (form view)"
+        assert source(cell).startswith("# @title Solution"), "under a title Colab shows"
         assert re.search(r"\bcheck_\w+\(", source(cell)), "a solution ends by calling its checker"
         printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
         assert "✓" in printed, "its stored output shows the tick"
