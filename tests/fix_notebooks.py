@@ -5,7 +5,8 @@
   ``jupyter.source_hidden`` (collapsed in Jupyter) and Colab's form view
   (``cellView: form`` with a ``# @title Solution …`` first line, so Colab folds
   the code under that title);
-* the kernelspec is the plain ``python3`` one, and jupytext's metadata goes.
+* the kernelspec is the plain ``python3`` one; jupytext's metadata and leftover
+  widget state (which makes the site load widget scripts from a CDN) go.
 
 Run it after editing a notebook and before ``make notebooks``:
 ``python -m tests.fix_notebooks chapters/NN_topic.ipynb`` fixes only the notebooks
@@ -31,6 +32,7 @@ def fix(notebook: dict) -> None:
     if "hide-input" not in setup["metadata"]["tags"]:
         setup["metadata"]["tags"].append("hide-input")  # the same in every chapter: folded on the site
     notebook["metadata"].pop("jupytext", None)
+    notebook["metadata"].pop("widgets", None)  # leftover widget state makes the site load CDN scripts
     for cell in notebook["cells"]:
         cell.get("metadata", {}).pop("lines_to_next_cell", None)
         tags = cell.setdefault("metadata", {}).get("tags", [])

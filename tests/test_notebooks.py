@@ -45,6 +45,7 @@ def test_stored_outputs_come_from_one_fresh_run(path):
         errors = [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
         assert not errors, f"stored error in a cell: {source(cell)[:80]}"
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert "widgets" not in notebook["metadata"], "leftover widget state: python -m tests.fix_notebooks"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids)
