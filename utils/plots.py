@@ -31,9 +31,13 @@ def heatmap(
     vmin: float | None = None,
     vmax: float | None = None,
     colorbar: bool = True,
+    colorbar_label: str | None = None,
     annotate: bool = False,
 ):
-    """A 2-D tensor or array as a coloured grid, with optional tick labels and values."""
+    """A 2-D tensor or array as a coloured grid, with optional tick labels and values.
+
+    ``colorbar_label`` names what the colours measure (e.g. "attention weight").
+    """
     if isinstance(matrix, torch.Tensor):
         matrix = matrix.detach().float().cpu().numpy()
     if matrix.ndim != 2:
@@ -65,7 +69,7 @@ def heatmap(
     if ylabel:
         ax.set_ylabel(ylabel)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=colorbar_label)
     return ax
 
 
