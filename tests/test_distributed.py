@@ -1,0 +1,160 @@
+"""utils.distributed: 2 gloo processes train exactly like one process on the whole batch, rank 0 alone writes."""
+
+import contextlib
+import io
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from utils import distributed
+from utils.models import GPT, GPTConfig
+from utils.train import language_model_loss
+
+V, B, T = 17, 4, 8  # B: micro-batch size of one rank
+CONFIG = GPTConfig.preset("cpu", vocab_size=V, block_size=T, C=16, n_layers=1)
+
+
+def make_model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(CONFIG)
+
+
+def make_optimizer(model) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+
+def micro_batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Micro-batch number i of one process's stream, a pure function of i."""
+    ids = torch.randint(V, (B, T + 1), generator=torch.Generator().manual_seed(1000 + i))
+    return ids[:, :-1], ids[:, 1:]
+
+
+def train_single(steps: int, accumulation: int) -> dict:
+    """One process; each step averages the gradients of `accumulation` micro-batches."""
+    model = make_model()
+    optimizer = make_optimizer(model)
+    for step in range(steps):
+        for k in range(accumulation):
+            x, y = micro_batch(step * accumulation + k)
+            (language_model_loss(model(x), y) / accumulation).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.state_dict()
+
+
+def train_ddp(steps: int, accumulation: int) -> dict:
+    """Runs on every rank: DDP, `no_sync` on all but the last micro-batch of a step."""
+    model = DistributedDataParallel(make_model())
+    optimizer = make_optimizer(model)
+    batch_at = distributed.rank_batch_at(micro_batch)
+    for step in range(steps):
+        for k in range(accumulation):
+            x, y = batch_at(step * accumulation + k)
+            last = k == accumulation - 1
+            with contextlib.nullcontext() if last else model.no_sync():  # all-reduce once, after the last
+                (language_model_loss(model(x), y) / accumulation).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.module.state_dict()
+
+
+def largest_difference(a: dict, b: dict) -> float:
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_one_ddp_step_equals_one_process_on_the_concatenated_batch():
+    ranks = distributed.start_processes(train_ddp, 2, 1, 1)
+    single = train_single(1, 2)  # micro-batches 0 and 1 together: the concatenated batch of the 2 ranks
+    assert largest_difference(ranks[0], ranks[1]) == 0  # the copies agree exactly
+    assert largest_difference(ranks[0], single) <= 1e-6
+    assert largest_difference(ranks[0], train_single(1, 1)) > 1e-3  # rank 0's half alone trains otherwise
+
+
+def test_no_sync_accumulation_across_processes_equals_one_process():
+    ranks = distributed.start_processes(train_ddp, 2, 1, 2)  # 1 step of 2 micro-batches on each of 2 ranks
+    assert largest_difference(ranks[0], train_single(1, 4)) <= 1e-6
+
+
+def read_my_part():
+    return [distributed.split_batches(list(range(7))), distributed.rank_batch_at(micro_batch)(0)[0]]
+
+
+def test_each_rank_reads_a_different_part():
+    (split0, x0), (split1, x1) = distributed.start_processes(read_my_part, 2)
+    assert split0 == [0, 2, 4, 6] and split1 == [1, 3, 5, 0]  # padded from the start: both take 4
+    assert torch.equal(x0, micro_batch(0)[0]) and torch.equal(x1, micro_batch(1)[0])
+
+
+def write_and_print(folder: str):
+    saved = []
+    original = torch.save
+    torch.save = lambda obj, f, *a, **k: (saved.append(str(f)), original(obj, f, *a, **k))[1]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        distributed.print_main("step 1")
+        distributed.save_main({"rank": distributed.rank()}, f"{folder}/checkpoint.pt")
+    torch.save = original
+    return {"saved": saved, "printed": printed.getvalue()}
+
+
+def test_only_rank_0_writes_and_prints(tmp_path):
+    rank0, rank1 = distributed.start_processes(write_and_print, 2, str(tmp_path))
+    assert rank0["printed"] == "step 1\n" and rank1["printed"] == ""
+    assert len(rank0["saved"]) == 1 and rank1["saved"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left
+    assert torch.load(tmp_path / "checkpoint.pt")["rank"] == 0
+
+
+def mean_of_ranks():
+    return distributed.mean_over_ranks(float(distributed.rank() + 1))
+
+
+def test_mean_over_ranks():
+    assert distributed.start_processes(mean_of_ranks, 2) == [1.5, 1.5]
+    assert distributed.mean_over_ranks(torch.tensor(3.0)) == 3.0  # one process: itself
+
+
+def fails_on_rank_1():
+    if distributed.rank() == 1:
+        raise ValueError("wrong shape on rank 1")
+    dist.barrier()
+
+
+def test_an_error_in_one_rank_is_raised_with_its_traceback():
+    with pytest.raises(RuntimeError, match=r"rank1 failed:(.|\n)*wrong shape on rank 1"):
+        distributed.start_processes(fails_on_rank_1, 2)
+
+
+def test_split_batches_like_distributed_sampler():
+    from torch.utils.data import DistributedSampler
+
+    for n_batches in (1, 5, 6):
+        for world in (1, 2, 3):
+            for r in range(world):
+                sampler = DistributedSampler(range(n_batches), num_replicas=world, rank=r, shuffle=False)
+                assert distributed.split_batches(list(range(n_batches)), r, world) == list(sampler)
+    with pytest.raises(ValueError, match="rank=2, world_size=2"):
+        distributed.split_batches([1, 2], 2, 2)
+    with pytest.raises(ValueError, match="no batches"):
+        distributed.split_batches([], 0, 2)
+
+
+def test_rank_batch_at_interleaves_the_single_process_stream():
+    streams = [[distributed.rank_batch_at(lambda i: i, r, 3)(i) for i in range(4)] for r in range(3)]
+    assert streams == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+    assert sorted(sum(streams, [])) == list(range(12))
+
+
+def test_outside_torchrun_nothing_is_distributed(monkeypatch):
+    for name in distributed.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    assert not distributed.launched()
+    assert distributed.init_from_environment("cpu") == torch.device("cpu")
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    assert distributed.backend_for("cpu") == "gloo" and distributed.backend_for("cuda:1") == "nccl"
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="MASTER_ADDR is not"):
+        distributed.init_from_environment("cpu")
