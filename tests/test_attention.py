@@ -105,6 +105,22 @@ def test_attention_errors_name_the_shapes():
         attention(q, q, q, torch.ones(4, 4, dtype=torch.bool))
 
 
+def test_attention_batch_shapes_that_do_not_broadcast_are_named():  # issue 11
+    q, kv = torch.randn(2, 3, 4, 8), torch.randn(3, 3, 5, 8)
+    with pytest.raises(ValueError, match=r"batch dimensions .* do not broadcast: \(2, 3\), \(3, 3\), \(3, 3\)"):
+        attention(q, kv, kv)
+    with pytest.raises(ValueError, match=r"do not broadcast: \(2, 3\), \(2, 3\), \(4, 3\)"):
+        attention(q, q, torch.randn(4, 3, 4, 8))
+    out, weights = attention(q, torch.randn(1, 3, 5, 8), torch.randn(2, 1, 5, 8))  # these do broadcast
+    assert out.shape == (2, 3, 4, 8) and weights.shape == (2, 3, 4, 5)
+    with pytest.raises(ValueError, match="one dtype, got torch.float32, torch.float64"):
+        attention(q, q.double(), q)
+    with pytest.raises(ValueError, match="T_q must be an integer"):
+        causal_mask(2.5)
+    with pytest.raises(ValueError, match="n_heads must be an integer"):
+        MultiHeadAttention(32, 4.0)
+
+
 # --- MultiHeadAttention: its two paths, and PyTorch's module ---------------------------------------
 
 

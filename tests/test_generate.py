@@ -155,5 +155,135 @@ def test_greedy_translate_stops_at_eos_and_pads_finished_rows():
     out = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_len=10)
     assert out.tolist() == [[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]]
     assert model.calls == 4  # stopped as soon as every row had its <EOS>, not after max_len steps
-    short = greedy_translate(model, src, sos_id=1, eos_id=2, max_len=2)
+    short = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_len=2)
     assert short.shape == (2, 3)
+
+
+# --- issue 11: bad arguments, failing models and half precision ----------------------
+
+
+class FailingModel(nn.Module):
+    """Raises on its second call, as a model given a bad id would."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.config = type("Config", (), {"max_len": 8, "pad_id": 0})()
+
+    def forward(self, idx):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("boom")
+        return torch.zeros(idx.shape[0], idx.shape[1], 10)
+
+    def encode(self, src, src_key_padding_mask=None):
+        return self(src)
+
+    def decode(self, tgt_in, memory, memory_key_padding_mask=None):
+        return self(tgt_in)
+
+
+@pytest.mark.parametrize("decode", ["generate", "greedy_translate"])
+def test_decoding_loops_give_the_model_back_in_training_mode_even_when_it_fails(decode):
+    model = FailingModel().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        if decode == "generate":
+            generate(model, torch.tensor([[1]]), 5)
+        else:
+            greedy_translate(model, torch.tensor([[3, 4]]), sos_id=1, eos_id=2)
+    assert model.training  # dropout would otherwise stay off for the rest of training
+    model.eval()
+    model.calls = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        generate(model, torch.tensor([[1]]), 5)
+    assert not model.training  # and a model in eval mode stays in eval mode
+
+
+def test_generate_names_bad_arguments():
+    model, idx = CountingModel(), torch.tensor([[0]])
+    for bad in (-1, 2.5, "3", None):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            generate(model, idx, bad)
+    assert generate(model, idx, 0).tolist() == [[0]]  # zero new tokens is a valid request
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(model, torch.zeros(2, 0, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="block_size"):
+        generate(model, idx, 3, block_size=0)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, idx, 0, temperature=-1.0)  # checked even when no token is drawn
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, idx, 3, temperature=float("nan"))
+    with pytest.raises(ValueError, match="top_k"):
+        generate(model, idx, 3, top_k=True)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, idx, 3, top_p=0.0)
+    with pytest.raises(ValueError, match="eos_id"):
+        generate(model, idx, 3, eos_id=-2)
+
+
+class ConfiguredCopyTranslator(CopyTranslator):
+    """The copying translator with a config, as utils.models.Transformer has one."""
+
+    def __init__(self, max_len, pad_id):
+        super().__init__()
+        self.config = type("Config", (), {"max_len": max_len, "pad_id": pad_id})()
+
+    def decode(self, tgt_in, memory, memory_key_padding_mask=None):
+        if tgt_in.shape[1] > self.config.max_len:
+            raise ValueError(f"tgt_in has T={tgt_in.shape[1]} tokens, more than max_len={self.config.max_len}")
+        return super().decode(tgt_in, memory, memory_key_padding_mask)
+
+
+def test_greedy_translate_stops_at_the_models_max_len_and_reads_its_pad_id():
+    src = torch.tensor([[5, 6, 7, 8, 9, 5, 6, 7, 8, 9], [8, 9, 9, 9, 9, 9, 9, 9, 9, 9]])
+    model = ConfiguredCopyTranslator(max_len=4, pad_id=9)
+    out = greedy_translate(model, src, sos_id=1, eos_id=2)  # the default max_len=50 is beyond the model's 4
+    # Row 0: <SOS> then 4 copied tokens, the model's limit. Row 1: its 9s are padding (the model's
+    # pad_id), so it copies 8 and ends; its finished row is filled with 9, not 0.
+    assert out.tolist() == [[1, 5, 6, 7, 8], [1, 8, 2, 9, 9]]
+    with pytest.raises(ValueError, match=r"pad_id=0 differs from the model's config.pad_id=9"):
+        greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0)
+    with pytest.raises(ValueError, match="pass pad_id"):
+        greedy_translate(CopyTranslator(), src, sos_id=1, eos_id=2)
+    with pytest.raises(ValueError, match="max_len"):
+        greedy_translate(model, src, sos_id=1, eos_id=2, max_len=-1)
+
+
+def test_greedy_translate_without_padding_fills_finished_rows_with_eos():
+    model = ConfiguredCopyTranslator(max_len=6, pad_id=None)
+    src = torch.tensor([[5, 6, 7], [8, 2, 2]])
+    out = greedy_translate(model, src, sos_id=1, eos_id=2, src_key_padding_mask=torch.tensor([[0, 0, 0], [0, 1, 1]]).bool())
+    assert out.tolist() == [[1, 5, 6, 7, 2], [1, 8, 2, 2, 2]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sampling_in_half_precision_gives_the_float32_answer(dtype):
+    logits = (torch.randn(4, 1000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    exact = logits.float()
+    # A tiny temperature overflows fp16 (logits / 1e-4 > 65504): done in float32 it is greedy.
+    assert torch.equal(sample_next(logits, temperature=1e-4, generator=torch.Generator().manual_seed(0)),
+                       greedy(exact))
+    assert apply_temperature(logits, 0.5).dtype == torch.float32
+    for p in (0.5, 0.9, 0.99):
+        ours = top_p_filter(logits, p)
+        assert ours.dtype == dtype  # the logits keep their dtype; the mass is computed in float32
+        assert torch.equal(torch.isfinite(ours), torch.isfinite(top_p_filter(exact, p)))
+        kept_mass = (torch.softmax(exact, -1) * torch.isfinite(ours)).sum(-1)
+        assert (kept_mass >= p - 1e-6).all(), kept_mass
+    kwargs = dict(temperature=0.7, top_k=50, top_p=0.9)
+    assert torch.equal(draws(logits, 20, seed=5, **kwargs), draws(exact, 20, seed=5, **kwargs))
+
+
+def test_top_p_of_one_keeps_every_token_of_a_gpt2_sized_vocabulary():
+    logits = torch.randn(4, 50_257, generator=torch.Generator().manual_seed(0)) * 3
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        assert torch.isfinite(top_p_filter(logits.to(dtype), 1.0)).all()
+    assert sample_next(logits, top_p=1.0, generator=torch.Generator().manual_seed(0)).shape == (4,)
+
+
+def test_sampling_names_logits_it_cannot_sample_from():
+    logits = torch.tensor([[0.0, 1.0], [float("-inf"), float("-inf")]])
+    with pytest.raises(ValueError, match="row 1 .* all -inf"):
+        sample_next(logits)
+    with pytest.raises(ValueError, match="row 0"):
+        sample_next(torch.tensor([[float("nan"), 1.0]]))

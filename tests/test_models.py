@@ -199,3 +199,28 @@ def test_generation_runs_on_any_device(device):
     model = small_transformer().to(device)
     translated = greedy_translate(model, torch.randint(3, V, (2, 5), device=device), sos_id=SOS, eos_id=EOS, max_len=6)
     assert translated.device.type == device and translated.shape[0] == 2 and translated.shape[1] <= 7
+
+
+# --- issue 11: bad token ids are refused on the way in -------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, V, V + 7])
+def test_gpt_refuses_token_ids_outside_the_vocabulary_naming_the_id_and_V(bad):
+    idx = torch.randint(V, (2, 5))
+    idx[1, 3] = bad
+    with pytest.raises(ValueError, match=rf"token id {bad} at position \(1, 3\), outside \[0, {V}\)"):
+        small_gpt()(idx)
+    with pytest.raises(ValueError, match="integer token ids"):
+        small_gpt()(idx.float())
+
+
+def test_transformer_refuses_token_ids_outside_each_vocabulary():
+    model = small_transformer()  # source vocabulary V + 5, target vocabulary V
+    src, tgt_in = torch.randint(V + 5, (2, 4)), torch.randint(V, (2, 3))
+    assert model(src, tgt_in).shape == (2, 3, V)  # ids up to V + 4 are fine in the source
+    with pytest.raises(ValueError, match=rf"src holds token id {V + 5} .*\[0, {V + 5}\)"):
+        model(torch.full((2, 4), V + 5), tgt_in)
+    with pytest.raises(ValueError, match=rf"tgt_in holds token id {V} .*\[0, {V}\)"):
+        model(src, torch.full((2, 3), V))
+    with pytest.raises(ValueError, match=r"src holds token id -3"):
+        model.encode(torch.full((1, 2), -3))

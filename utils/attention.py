@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.checks import check_int
+
 
 def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean (T_q, T_k), True where query t may attend to key s, i.e. s ≤ t (lower triangle)."""
     T_k = T_q if T_k is None else T_k
-    if T_q < 0 or T_k < 0:
+    if check_int("T_q", T_q) < 0 or check_int("T_k", T_k) < 0:
         raise ValueError(f"causal_mask needs non-negative lengths, got T_q={T_q}, T_k={T_k}")
     return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril()
 
@@ -46,10 +48,19 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} must have the same last dimension d_k")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have the same number of keys T_k")
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"the batch dimensions (...) of q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} "
+            f"do not broadcast: {tuple(q.shape[:-2])}, {tuple(k.shape[:-2])}, {tuple(v.shape[:-2])}"
+        ) from None
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if mask is not None:
         if mask.dtype != torch.bool:
             raise ValueError(f"mask must be a bool tensor (True = may attend), got dtype {mask.dtype}")
-        scores_shape = (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2])
+        scores_shape = (*batch, q.shape[-2], k.shape[-2])
         try:
             torch.broadcast_shapes(mask.shape, scores_shape)
         except RuntimeError:
@@ -102,6 +113,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, C: int, n_heads: int, dropout: float = 0.0, bias: bool = True, fused: bool = True):
         super().__init__()
+        C, n_heads = check_int("C", C), check_int("n_heads", n_heads)
         if n_heads < 1 or C < 1:
             raise ValueError(f"need C >= 1 and n_heads >= 1, got C={C}, n_heads={n_heads}")
         if C % n_heads != 0:

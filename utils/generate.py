@@ -15,11 +15,18 @@ language model (ids ``(B, T)`` → logits ``(B, T, V)``); :func:`greedy_translat
 runs it for the encoder–decoder Transformer, stopping at ``<EOS>``.
 Filters set the logits of excluded tokens to ``-inf``, so softmax gives them
 probability exactly 0. Everything runs on whatever device the logits live on.
+Temperature, filters and softmax work in float32 whatever the logits' dtype: in
+half precision (a GPU under autocast) ``logits / 1e-4`` overflows and a running sum
+of probabilities is off by a percent, so fp16 and bf16 logits give the float32 answer.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from utils.checks import check_int
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -36,17 +43,17 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits / temperature (temperature > 0): < 1 sharpens, > 1 flattens the softmax."""
+    """logits / temperature (temperature > 0), in float32: < 1 sharpens, > 1 flattens the softmax."""
     _check_logits(logits)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 here (0 means greedy), got {temperature}")
-    return logits / temperature
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0 here (0 means greedy), got {temperature!r}")
+    return logits.float() / temperature  # in fp16, logits / 1e-4 would overflow to inf
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest logits of each row (exactly k, ties broken by torch.topk); the rest become -inf."""
     _check_logits(logits)
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"top-k needs an integer k >= 1, got {k!r}")
     k = min(k, logits.shape[-1])
     keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, torch.topk(logits, k, dim=-1).indices, True)
@@ -59,12 +66,17 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     Sort the probabilities from large to small; token number i (in that order) is
     kept when the mass of the tokens *before* it is still below p. So the most
     likely token is always kept, and the kept prefix is the shortest one that
-    reaches p.
+    reaches p. ``p = 1`` keeps every token. The probabilities are computed in float32
+    whatever the logits' dtype; the logits returned keep their dtype.
     """
     _check_logits(logits)
-    if not 0 < p <= 1:
-        raise ValueError(f"top-p needs 0 < p <= 1, got {p}")
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
+    if not (isinstance(p, (int, float)) and 0 < p <= 1):
+        raise ValueError(f"top-p needs 0 < p <= 1, got {p!r}")
+    if p == 1:
+        # Every token: a float32 running sum over 50,257 probabilities reaches 1.0
+        # before the last ones are added, and would drop them.
+        return logits.clone()
+    sorted_logits, order = torch.sort(logits.float(), dim=-1, descending=True)  # (..., V)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # (..., V)
     drop_sorted = mass_before >= p
@@ -90,19 +102,31 @@ def sample_next(
     _check_logits(logits)
     if logits.ndim != 2:
         raise ValueError(f"sample_next expects logits of shape (B, V), got {tuple(logits.shape)}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    _check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return greedy(logits)
-    logits = apply_temperature(logits, temperature)
+    logits = apply_temperature(logits, temperature)  # float32 from here on
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    probs = torch.softmax(logits.float(), dim=-1)  # (B, V)
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    if not torch.isfinite(probs).all():
+        bad = (~torch.isfinite(probs)).any(dim=-1).nonzero()[0, 0].item()
+        raise ValueError(f"the logits of row {bad} are NaN, +inf or all -inf: there is no distribution to sample")
     where = generator.device if generator is not None else probs.device
     ids = torch.multinomial(probs.to(where), num_samples=1, generator=generator)  # (B, 1)
     return ids[:, 0].to(logits.device)
+
+
+def _check_sampling(temperature, top_k, top_p) -> None:
+    """The sampling arguments, checked before anything runs (also when 0 tokens are asked for)."""
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be None or a number with 0 < top_p <= 1, got {top_p!r}")
 
 
 @torch.no_grad()
@@ -124,26 +148,37 @@ def generate(
     are used. The context is cropped to the last ``block_size`` tokens (default:
     ``model.config.block_size`` when the model has one). With ``eos_id``, the loop
     stops once every row has produced it (rows that finished early are filled with
-    ``eos_id``). Returns ids (B, T + number of new tokens).
+    ``eos_id``). Returns ids (B, T + number of new tokens). The model is put in
+    eval mode and given back in its own mode afterwards, even when a step fails.
     """
-    if idx.ndim != 2:
-        raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(idx.shape)}")
+    if not isinstance(idx, torch.Tensor) or idx.ndim != 2:
+        raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(getattr(idx, 'shape', ())) or idx!r}")
+    if idx.shape[1] == 0:
+        raise ValueError(f"idx has shape {tuple(idx.shape)}: give every row at least one token to continue")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
     if block_size is None:
         block_size = getattr(getattr(model, "config", None), "block_size", None)
+    if block_size is not None:
+        block_size = check_int("block_size", block_size, minimum=1)
+    if eos_id is not None:
+        eos_id = check_int("eos_id", eos_id, minimum=0)
+    _check_sampling(temperature, top_k, top_p)
     was_training = model.training
     model.eval()
-    finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-    for _ in range(max_new_tokens):
-        context = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
-        logits = model(context)[:, -1, :]  # (B, V): the prediction for the next position
-        next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-        if eos_id is not None:
-            next_id = next_id.masked_fill(finished, eos_id)
-            finished |= next_id == eos_id
-        idx = torch.cat([idx, next_id[:, None]], dim=1)  # (B, T + 1)
-        if eos_id is not None and finished.all():
-            break
-    model.train(was_training)
+    try:
+        finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            context = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
+            logits = model(context)[:, -1, :]  # (B, V): the prediction for the next position
+            next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            if eos_id is not None:
+                next_id = next_id.masked_fill(finished, eos_id)
+                finished |= next_id == eos_id
+            idx = torch.cat([idx, next_id[:, None]], dim=1)  # (B, T + 1)
+            if eos_id is not None and finished.all():
+                break
+    finally:
+        model.train(was_training)
     return idx
 
 
@@ -154,7 +189,7 @@ def greedy_translate(
     *,
     sos_id: int,
     eos_id: int,
-    pad_id: int = 0,
+    pad_id: int | None = None,
     max_len: int = 50,
     src_key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -164,24 +199,47 @@ def greedy_translate(
     ``model.decode(tgt_in, memory, memory_key_padding_mask=...)`` gives logits
     (B, T_dec, V) for the target so far. Starts every row with ``sos_id`` and adds
     the most likely token until each row has produced ``eos_id`` or ``max_len`` new
-    tokens were made. Returns ids (B, 1 + n) beginning with ``<SOS>``; after a row's
-    ``<EOS>`` come ``pad_id`` tokens.
+    tokens were made, and never more than the model's own ``config.max_len`` (the
+    longest decoder input it accepts). Returns ids (B, 1 + n) beginning with
+    ``<SOS>``; after a row's ``<EOS>`` come padding tokens.
+
+    ``pad_id`` defaults to the model's ``config.pad_id``: source ids equal to it are
+    masked, unless ``src_key_padding_mask`` is given. A model whose ``pad_id`` is
+    None has no padding; its finished rows are filled with ``eos_id``.
     """
-    if src.ndim != 2:
-        raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(src.shape)}")
-    if src_key_padding_mask is None:
+    if not isinstance(src, torch.Tensor) or src.ndim != 2:
+        raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(getattr(src, 'shape', ())) or src!r}")
+    sos_id, eos_id = check_int("sos_id", sos_id, minimum=0), check_int("eos_id", eos_id, minimum=0)
+    max_len = check_int("max_len", max_len, minimum=0)
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "max_len", None) is not None:
+        max_len = min(max_len, config.max_len)  # the decoder input has at most config.max_len tokens
+    model_pad_id = getattr(config, "pad_id", None)
+    if pad_id is None:
+        if config is None or not hasattr(config, "pad_id"):
+            raise ValueError("this model has no config.pad_id: pass pad_id (the id of <PAD>)")
+        pad_id = model_pad_id
+    elif config is not None and hasattr(config, "pad_id") and pad_id != model_pad_id:
+        raise ValueError(f"pad_id={pad_id} differs from the model's config.pad_id={model_pad_id}; "
+                         "leave pad_id out to use the model's")
+    if pad_id is not None:
+        pad_id = check_int("pad_id", pad_id, minimum=0)
+    if src_key_padding_mask is None and pad_id is not None:
         src_key_padding_mask = src == pad_id  # (B, T_enc), True at padding
+    fill_id = eos_id if pad_id is None else pad_id  # what finished rows get
     was_training = model.training
     model.eval()
-    memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
-    out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
-    finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-    for _ in range(max_len):
-        logits = model.decode(out, memory, memory_key_padding_mask=src_key_padding_mask)[:, -1, :]  # (B, V)
-        next_id = greedy(logits).masked_fill(finished, pad_id)  # (B,)
-        out = torch.cat([out, next_id[:, None]], dim=1)
-        finished |= next_id == eos_id
-        if finished.all():
-            break
-    model.train(was_training)
+    try:
+        memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
+        out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
+        finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        for _ in range(max_len):
+            logits = model.decode(out, memory, memory_key_padding_mask=src_key_padding_mask)[:, -1, :]  # (B, V)
+            next_id = greedy(logits).masked_fill(finished, fill_id)  # (B,)
+            out = torch.cat([out, next_id[:, None]], dim=1)
+            finished |= next_id == eos_id
+            if finished.all():
+                break
+    finally:
+        model.train(was_training)
     return out

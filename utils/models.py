@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.checks import check_token_ids
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
 from utils.layers import LayerNorm, copy_layer_norm_from_torch
@@ -133,6 +134,7 @@ class Transformer(nn.Module):
         if ids.shape[1] > self.config.max_len:
             raise ValueError(f"{what} has T={ids.shape[1]} tokens (shape {tuple(ids.shape)}), more than "
                              f"max_len={self.config.max_len}")
+        check_token_ids(ids, embedding.num_embeddings, what)  # on a GPU a bad id would break the session
         return positions(embedding(ids) * math.sqrt(self.config.C))  # (B, T, C)
 
     def run_encoder(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -271,6 +273,7 @@ class GPT(nn.Module):
         if idx.shape[1] > self.config.block_size:
             raise ValueError(f"T={idx.shape[1]} tokens (shape {tuple(idx.shape)}) exceed block_size="
                              f"{self.config.block_size}; crop the context to the last block_size tokens")
+        check_token_ids(idx, self.config.vocab_size, "idx")  # on a GPU a bad id would break the session
         x = self.positions(self.token_embedding(idx))  # (B, T, C)
         x = self.stack(x, causal=True)  # (B, T, C); ends with a LayerNorm when pre-norm
         return self.head(x)  # (B, T, V)
