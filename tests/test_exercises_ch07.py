@@ -5,7 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch07 import check_feed_forward_as_convolutions, check_feed_forward_parameters, check_rms_norm
+from utils.exercises.ch07 import (
+    check_feed_forward_as_convolutions,
+    check_feed_forward_parameters,
+    check_pre_norm_stack,
+    check_rms_norm,
+)
 
 
 def test_parameter_count_without_biases_is_rejected_with_a_hint():
@@ -42,3 +47,36 @@ def test_convolution_mistakes_are_named():
 
     with pytest.raises(ExerciseFailed, match="largest difference"):
         check_feed_forward_as_convolutions(no_relu)
+
+
+def test_pre_norm_stack_mistakes_are_named():
+    def post_norm(x, sublayers, norms, final_norm):
+        for f, norm in zip(sublayers, norms):
+            x = norm(x + f(x))
+        return final_norm(x)
+
+    def no_final_norm(x, sublayers, norms, final_norm):
+        for f, norm in zip(sublayers, norms):
+            x = x + f(norm(x))
+        return x
+
+    def no_residual(x, sublayers, norms, final_norm):
+        for f, norm in zip(sublayers, norms):
+            x = f(norm(x))
+        return final_norm(x)
+
+    def normalised_stream(x, sublayers, norms, final_norm):
+        for f, norm in zip(sublayers, norms):
+            x = norm(x + f(norm(x)))
+        return final_norm(x)
+
+    with pytest.raises(ExerciseFailed, match="that is post-norm"):
+        check_pre_norm_stack(post_norm)
+    with pytest.raises(ExerciseFailed, match="apply final_norm once at the end"):
+        check_pre_norm_stack(no_final_norm)
+    with pytest.raises(ExerciseFailed, match="residual connection is missing"):
+        check_pre_norm_stack(no_residual)
+    with pytest.raises(ExerciseFailed, match="largest difference"):
+        check_pre_norm_stack(normalised_stream)
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
+        check_pre_norm_stack(lambda x, sublayers, norms, final_norm: None)

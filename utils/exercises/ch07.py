@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from utils.exercises import checker, expect, expect_close, expect_shape
-from utils.layers import FeedForward
+from utils.layers import FeedForward, LayerNorm, Residual
 
 
 @checker("Exercise 7.1 — the feed-forward network's parameters")
@@ -52,3 +52,44 @@ def check_feed_forward_as_convolutions(feed_forward_as_convolutions) -> None:
     expect(tuple(out.shape) != (2, 8, 5),
            "your result has shape (B, C, T) = (2, 8, 5): conv1d works channels-first, transpose back to (B, T, C)")
     expect_close(out, ff(x).detach(), "feed_forward_as_convolutions(x, ff)")
+
+
+@checker("Exercise 7.4 — a pre-norm stack")
+def check_pre_norm_stack(pre_norm_stack) -> None:
+    """``pre_norm_stack(x, sublayers, norms, final_norm)``: x + f(norm(x)) for each pair, then final_norm."""
+    generator = torch.Generator().manual_seed(7)
+    C, n_layers = 8, 3
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        sublayers = [FeedForward(C, 16).eval() for _ in range(n_layers)]
+        norms = [LayerNorm(C) for _ in range(n_layers)]
+        final_norm = LayerNorm(C)
+    with torch.no_grad():  # gains and biases away from 1 and 0, so that a skipped norm shows
+        for norm in (*norms, final_norm):
+            norm.weight.copy_(torch.rand(C, generator=generator) + 0.5)
+            norm.bias.copy_(torch.randn(C, generator=generator))
+    x = torch.randn(2, 5, C, generator=generator) * 3 + 1
+    with torch.no_grad():
+        out = pre_norm_stack(x.clone(), sublayers, norms, final_norm)
+        expect_shape(out, (2, 5, C), f"pre_norm_stack of x {tuple(x.shape)}")
+        stream = x
+        for f, norm in zip(sublayers, norms):
+            residual = Residual(C, norm_first=True)
+            residual.norm.load_state_dict(norm.state_dict())
+            stream = residual(stream, f)
+        expected = final_norm(stream)
+        post = x
+        for f, norm in zip(sublayers, norms):
+            post = norm(post + f(post))
+        is_post_norm = any(torch.allclose(out, y, atol=1e-4) for y in (post, final_norm(post)))
+        expect(not is_post_norm,
+               "that is post-norm, norm(x + f(x)); pre-norm normalises the sublayer's *input*: x + f(norm(x))")
+        expect(not torch.allclose(out, stream, atol=1e-4),
+               "the stack's output has not been through final_norm: a pre-norm residual stream is never "
+               "normalised on the way, so apply final_norm once at the end")
+        no_residual = x
+        for f, norm in zip(sublayers, norms):
+            no_residual = f(norm(no_residual))
+        expect(not torch.allclose(out, final_norm(no_residual), atol=1e-4),
+               "the residual connection is missing: add the sublayer's output to x, x + f(norm(x))")
+        expect_close(out, expected, "pre_norm_stack(x, sublayers, norms, final_norm)", atol=1e-4)
