@@ -49,7 +49,8 @@ def test_causal_mask_is_the_lower_triangle():
     assert mask.dtype == torch.bool and mask.shape == (4, 4)
     assert all(mask[t, s].item() == (s <= t) for t in range(4) for s in range(4))
     assert causal_mask(2, 5).shape == (2, 5)
-    assert causal_mask(3, 5)[0].tolist() == [True, False, False, False, False]
+    assert causal_mask(3, 5)[0].tolist() == [True, True, True, False, False]  # bottom-right: query 0 is position 2
+    assert causal_mask(3, 5, align="top_left")[0].tolist() == [True, False, False, False, False]
     with pytest.raises(ValueError, match="T_q=-1"):
         causal_mask(-1)
 

@@ -4,7 +4,8 @@ Chapter 04 builds scaled dot-product attention and multi-head attention, chapter
 adds masks (the causal mask and padding masks), chapter 06 uses the same module
 as cross-attention. One module serves all three:
 
-* :func:`causal_mask` — the (T_q, T_k) boolean mask, True where query t may see key s ≤ t;
+* :func:`causal_mask` — the (T_q, T_k) boolean mask, True where query t may see key s ≤ t
+  (aligned bottom-right when T_q < T_k: the queries are the last T_q positions);
 * :func:`attention` — the explicit ``softmax(q kᵀ / √d_k) v`` on (..., T, d) tensors,
   the teaching path, which also returns the weights;
 * :class:`MultiHeadAttention` — projections, heads, masks, and two equal paths:
@@ -33,12 +34,25 @@ from torch import nn
 from utils.checks import check_int
 
 
-def causal_mask(T_q: int, T_k: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean (T_q, T_k), True where query t may attend to key s, i.e. s ≤ t (lower triangle)."""
+def causal_mask(
+    T_q: int, T_k: int | None = None, device: torch.device | str | None = None, *, align: str = "bottom_right"
+) -> torch.Tensor:
+    """Boolean (T_q, T_k), True where query t may attend to key s: the lower triangle when T_q = T_k.
+
+    With fewer queries than keys the queries are the *last* T_q positions of the
+    sequence (new tokens after a KV cache of T_k − T_q), so query t sits at position
+    t + T_k − T_q and may see key s ≤ t + T_k − T_q: the triangle is aligned
+    ``"bottom_right"`` (the default). ``align="top_left"`` gives s ≤ t, the
+    alignment of ``F.scaled_dot_product_attention(..., is_causal=True)``; the two
+    agree exactly when T_q = T_k.
+    """
     T_k = T_q if T_k is None else T_k
     if check_int("T_q", T_q) < 0 or check_int("T_k", T_k) < 0:
         raise ValueError(f"causal_mask needs non-negative lengths, got T_q={T_q}, T_k={T_k}")
-    return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril()
+    if align not in ("bottom_right", "top_left"):
+        raise ValueError(f"align must be 'bottom_right' or 'top_left', got {align!r}")
+    diagonal = T_k - T_q if align == "bottom_right" else 0
+    return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril(diagonal)
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> None:
@@ -101,6 +115,42 @@ def attention(
     return weights @ v, weights  # (..., T_q, d_v), (..., T_q, T_k)
 
 
+class KVCache:
+    """The keys and values one attention layer has computed so far (chapter 13).
+
+    When a model writes one token at a time, the keys and values of the earlier
+    tokens do not change; keeping them saves recomputing them at every step.
+    ``k`` and ``v`` are (B, n_heads, T_past, head_size), or None while empty.
+    Self-attention *appends* the new tokens' keys and values (:meth:`extend`);
+    cross-attention fills the cache once from the encoder's memory and then reuses it.
+    """
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v (B, n_heads, T_new, head_size); return all keys and values so far."""
+        if self.k is not None and (k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]):
+            raise ValueError(f"new keys {tuple(k.shape)} do not extend the cached {tuple(self.k.shape)} "
+                             "(B, n_heads, T, head_size): same B, n_heads and head_size needed")
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, n_heads, T_past + T_new, hs)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` (indices, repeats allowed), e.g. the surviving hypotheses of a beam."""
+        if self.k is not None:
+            self.k, self.v = self.k[rows], self.v[rows]
+
+    def __repr__(self) -> str:
+        shape = None if self.k is None else tuple(self.k.shape)
+        return f"KVCache(k, v of shape {shape})"
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention for self-, masked self- and cross-attention (Vaswani et al., 2017).
 
@@ -109,6 +159,12 @@ class MultiHeadAttention(nn.Module):
     ``causal=True`` lets query t see keys s ≤ t only; ``key_padding_mask`` (B, T_k) bool,
     True = padding (never attended to). Returns (B, T_q, C), or ``(out, weights)`` with
     weights (B, n_heads, T_q, T_k) when ``return_weights=True`` (always the explicit path).
+
+    ``cache`` (a :class:`KVCache`, chapter 13): self-attention (``key_value=None``)
+    appends the new tokens' keys and values to it and attends over all of them, the
+    queries being the last T_q positions (so ``causal`` aligns bottom-right, and
+    ``key_padding_mask`` covers every key, cached ones included); cross-attention
+    projects ``key_value`` once, into an empty cache, and reuses it afterwards.
     """
 
     def __init__(self, C: int, n_heads: int, dropout: float = 0.0, bias: bool = True, fused: bool = True):
@@ -135,7 +191,7 @@ class MultiHeadAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, n_heads, T, head_size)
 
-    def _check_inputs(self, query, key_value, key_padding_mask) -> None:
+    def _check_inputs(self, query, key_value, key_padding_mask, T_cached: int = 0) -> None:
         if query.ndim != 3 or query.shape[-1] != self.C:
             raise ValueError(f"query has shape {tuple(query.shape)}; expected (B, T_q, {self.C}) for C={self.C}")
         if key_value.ndim != 3 or key_value.shape[-1] != self.C or key_value.shape[0] != query.shape[0]:
@@ -144,7 +200,7 @@ class MultiHeadAttention(nn.Module):
                 f"query's batch size B={query.shape[0]} (query shape {tuple(query.shape)})"
             )
         if key_padding_mask is not None:
-            expected = (key_value.shape[0], key_value.shape[1])
+            expected = (key_value.shape[0], T_cached + key_value.shape[1])  # cached keys count too
             if key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != expected:
                 raise ValueError(
                     f"key_padding_mask must be bool of shape (B, T_k) = {expected} with True = padding; "
@@ -153,7 +209,7 @@ class MultiHeadAttention(nn.Module):
 
     def _mask(self, T_q: int, T_k: int, causal: bool, key_padding_mask: torch.Tensor | None, device):
         """The combined bool mask, True = may attend, broadcastable to (B, n_heads, T_q, T_k); or None."""
-        mask = causal_mask(T_q, T_k, device=device) if causal else None  # (T_q, T_k)
+        mask = causal_mask(T_q, T_k, device=device) if causal else None  # (T_q, T_k), bottom-right aligned
         if key_padding_mask is not None:
             keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, T_k)
             mask = keep if mask is None else mask & keep  # (B, 1, T_q, T_k)
@@ -167,14 +223,22 @@ class MultiHeadAttention(nn.Module):
         causal: bool = False,
         key_padding_mask: torch.Tensor | None = None,
         return_weights: bool = False,
+        cache: KVCache | None = None,
     ):
+        is_self_attention = key_value is None
         key_value = query if key_value is None else key_value
-        self._check_inputs(query, key_value, key_padding_mask)
+        T_cached = len(cache) if cache is not None and is_self_attention else 0
+        self._check_inputs(query, key_value, key_padding_mask, T_cached)
         B, T_q, C = query.shape
-        T_k = key_value.shape[1]
         q = self._split_heads(self.q_proj(query))  # (B, n_heads, T_q, head_size)
-        k = self._split_heads(self.k_proj(key_value))  # (B, n_heads, T_k, head_size)
-        v = self._split_heads(self.v_proj(key_value))  # (B, n_heads, T_k, head_size)
+        if cache is not None and not is_self_attention and len(cache) > 0:
+            k, v = cache.k, cache.v  # cross-attention: the memory's keys and values, computed once
+        else:
+            k = self._split_heads(self.k_proj(key_value))  # (B, n_heads, T_new, head_size)
+            v = self._split_heads(self.v_proj(key_value))  # (B, n_heads, T_new, head_size)
+            if cache is not None:
+                k, v = cache.extend(k, v)  # (B, n_heads, T_k, head_size), cached keys first
+        T_k = k.shape[-2]
 
         weights = None
         if self.fused and not return_weights:
@@ -189,9 +253,11 @@ class MultiHeadAttention(nn.Module):
     def _fused(self, q, k, v, causal, key_padding_mask) -> torch.Tensor:
         """``F.scaled_dot_product_attention``, with fully masked rows set to 0 as on the explicit path."""
         dropout_p = self.dropout.p if self.training else 0.0
-        if key_padding_mask is None:
-            # A causal row always sees key 0, so no row is ever empty: use the kernel's own causal mask.
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+        T_q, T_k = q.shape[-2], k.shape[-2]
+        if key_padding_mask is None and (not causal or T_q == 1 or T_q == T_k):
+            # The kernel's own causal mask aligns top-left (s <= t), ours bottom-right: they agree
+            # when T_q = T_k, and a single last query sees every key. No row is ever empty here.
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal and T_q > 1)
         mask = self._mask(q.shape[-2], k.shape[-2], causal, key_padding_mask, q.device)  # (B, 1, T_q, T_k)
         has_key = mask.any(dim=-1, keepdim=True)  # (B, 1, T_q, 1)
         # Kernels differ on empty rows (0 or NaN); let such rows see every key, then zero them.

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.attention import MultiHeadAttention, copy_weights_from_torch
+from utils.attention import KVCache, MultiHeadAttention, copy_weights_from_torch
 from utils.layers import FeedForward, LayerNorm, Residual, copy_layer_norm_from_torch
 
 
@@ -53,12 +53,17 @@ class DecoderBlock(nn.Module):
         tgt_key_padding_mask: torch.Tensor | None = None,
         memory_key_padding_mask: torch.Tensor | None = None,
         return_weights: bool = False,
+        cache: tuple[KVCache, KVCache] | None = None,
     ):
         """x (B, T_dec, C), memory (B, T_enc, C); padding masks (B, T_dec) and (B, T_enc), True = padding.
 
         Returns (B, T_dec, C); with ``return_weights=True`` also the attention weights
         ``{"self": (B, n_heads, T_dec, T_dec), "cross": (B, n_heads, T_dec, T_enc)}``.
+        ``cache`` (chapter 13): a pair of :class:`~utils.attention.KVCache`, for the
+        self-attention (extended with x's keys and values; ``tgt_key_padding_mask`` then
+        covers the cached positions too) and the cross-attention (the memory's, computed once).
         """
+        self_cache, cross_cache = (None, None) if cache is None else cache
         if x.ndim != 3 or x.shape[-1] != self.C:
             raise ValueError(f"decoder input has shape {tuple(x.shape)}; expected (B, T_dec, {self.C})")
         if memory.ndim != 3 or memory.shape[0] != x.shape[0] or memory.shape[-1] != self.C:
@@ -78,9 +83,11 @@ class DecoderBlock(nn.Module):
             return sublayer
 
         x = self.self_attention_residual(  # position t sees target positions <= t only
-            x, attend("self", self.self_attention, causal=True, key_padding_mask=tgt_key_padding_mask))
+            x, attend("self", self.self_attention, causal=True, key_padding_mask=tgt_key_padding_mask,
+                      cache=self_cache))
         x = self.cross_attention_residual(  # queries from x, keys and values from the memory
-            x, attend("cross", self.cross_attention, key_value=memory, key_padding_mask=memory_key_padding_mask))
+            x, attend("cross", self.cross_attention, key_value=memory, key_padding_mask=memory_key_padding_mask,
+                      cache=cross_cache))
         x = self.feed_forward_residual(x, self.feed_forward)  # (B, T_dec, C)
         return (x, weights) if return_weights else x
 
@@ -111,11 +118,19 @@ class Decoder(nn.Module):
         *,
         tgt_key_padding_mask: torch.Tensor | None = None,
         memory_key_padding_mask: torch.Tensor | None = None,
+        cache: list[tuple[KVCache, KVCache]] | None = None,
     ) -> torch.Tensor:
-        """Every block reads the same memory (B, T_enc, C), the encoder's final output."""
-        for block in self.blocks:
+        """Every block reads the same memory (B, T_enc, C), the encoder's final output.
+
+        ``cache``: one (self, cross) pair of :class:`~utils.attention.KVCache` per block (chapter 13), or None.
+        """
+        if cache is not None and len(cache) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache)} entries; expected one (self, cross) pair per block "
+                             f"({len(self.blocks)})")
+        for i, block in enumerate(self.blocks):
             x = block(x, memory, tgt_key_padding_mask=tgt_key_padding_mask,
-                      memory_key_padding_mask=memory_key_padding_mask)  # (B, T_dec, C)
+                      memory_key_padding_mask=memory_key_padding_mask,
+                      cache=None if cache is None else cache[i])  # (B, T_dec, C)
         return x if self.norm is None else self.norm(x)
 
 

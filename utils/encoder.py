@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utils.attention import MultiHeadAttention, copy_weights_from_torch
+from utils.attention import KVCache, MultiHeadAttention, copy_weights_from_torch
 from utils.layers import FeedForward, LayerNorm, Residual, copy_layer_norm_from_torch
 
 
@@ -42,10 +42,18 @@ class EncoderBlock(nn.Module):
         self.feed_forward_residual = Residual(C, dropout, norm_first)
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """x (B, T, C); ``key_padding_mask`` (B, T) bool, True = padding; ``causal=True`` hides the future."""
-        x = self.attention_residual(x, lambda h: self.self_attention(h, causal=causal, key_padding_mask=key_padding_mask))
+        """x (B, T, C); ``key_padding_mask`` (B, T) bool, True = padding; ``causal=True`` hides the future.
+
+        ``cache`` (chapter 13): the keys and values of earlier positions, extended with x's.
+        """
+        x = self.attention_residual(
+            x, lambda h: self.self_attention(h, causal=causal, key_padding_mask=key_padding_mask, cache=cache))
         return self.feed_forward_residual(x, self.feed_forward)  # (B, T, C)
 
 
@@ -69,10 +77,18 @@ class Encoder(nn.Module):
         self.norm = LayerNorm(C) if norm_first else None
 
     def forward(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: list[KVCache] | None = None,
     ) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, key_padding_mask=key_padding_mask, causal=causal)  # (B, T, C)
+        """``cache``: one :class:`~utils.attention.KVCache` per block (chapter 13), or None."""
+        if cache is not None and len(cache) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache)} entries; expected one per block ({len(self.blocks)})")
+        for i, block in enumerate(self.blocks):
+            x = block(x, key_padding_mask=key_padding_mask, causal=causal,
+                      cache=None if cache is None else cache[i])  # (B, T, C)
         return x if self.norm is None else self.norm(x)
 
 

@@ -12,7 +12,9 @@ pick from them is the *decoding strategy*:
 
 :func:`sample_next` combines them; :func:`generate` runs the loop for a decoder-only
 language model (ids ``(B, T)`` → logits ``(B, T, V)``); :func:`greedy_translate`
-runs it for the encoder–decoder Transformer, stopping at ``<EOS>``.
+runs it for the encoder–decoder Transformer, stopping at ``<EOS>``. With
+``use_cache=True`` both loops keep each layer's keys and values between steps (the
+KV cache of chapter 13) and feed the model only the newest token.
 Filters set the logits of excluded tokens to ``-inf``, so softmax gives them
 probability exactly 0. Everything runs on whatever device the logits live on.
 Temperature, filters and softmax work in float32 whatever the logits' dtype: in
@@ -141,6 +143,7 @@ def generate(
     top_p: float | None = None,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
+    use_cache: bool = False,
 ) -> torch.Tensor:
     """Extend ids (B, T) by up to ``max_new_tokens`` tokens with a decoder-only model.
 
@@ -150,6 +153,16 @@ def generate(
     stops once every row has produced it (rows that finished early are filled with
     ``eos_id``). Returns ids (B, T + number of new tokens). The model is put in
     eval mode and given back in its own mode afterwards, even when a step fails.
+
+    ``use_cache=True`` (chapter 13) needs a model with ``new_cache()`` and
+    ``model(ids, cache=...)``, like :class:`~utils.models.GPT`: the prompt (its last
+    ``block_size`` tokens) fills the cache once, then each step feeds only the newest
+    token. The logits equal the uncached loop's while the text fits in ``block_size``.
+    Once the cache holds ``block_size`` positions there is no position left for the
+    next token, so the window slides by half a block: a new cache is filled from the
+    last ``block_size // 2`` tokens. From there on each prediction sees between half a
+    block and a block of context, where the uncached loop always sees the last
+    ``block_size`` tokens (and pays for recomputing all of them at every step).
     """
     if not isinstance(idx, torch.Tensor) or idx.ndim != 2:
         raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(getattr(idx, 'shape', ())) or idx!r}")
@@ -163,13 +176,26 @@ def generate(
     if eos_id is not None:
         eos_id = check_int("eos_id", eos_id, minimum=0)
     _check_sampling(temperature, top_k, top_p)
+    if use_cache and (block_size is None or not hasattr(model, "new_cache")):
+        raise ValueError("use_cache=True needs a model with new_cache() and a block_size (e.g. utils.models.GPT)")
     was_training = model.training
     model.eval()
     try:
         finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        cache, cached = None, 0  # the KV cache, and how many positions it holds
         for _ in range(max_new_tokens):
-            context = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
-            logits = model(context)[:, -1, :]  # (B, V): the prediction for the next position
+            if not use_cache:
+                context = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
+                logits = model(context)[:, -1, :]  # (B, V): the prediction for the next position
+            else:
+                if cache is None:  # the prompt fills the cache
+                    cache, cached, new = model.new_cache(), 0, idx[:, -block_size:]
+                elif cached == block_size:  # no position left for the next token: slide by half a block
+                    cache, cached, new = model.new_cache(), 0, idx[:, -max(1, block_size // 2):]
+                else:
+                    new = idx[:, -1:]  # (B, 1): only the newest token; the past is in the cache
+                logits = model(new, cache=cache)[:, -1, :]  # (B, V)
+                cached += new.shape[1]
             next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
             if eos_id is not None:
                 next_id = next_id.masked_fill(finished, eos_id)
@@ -192,6 +218,7 @@ def greedy_translate(
     pad_id: int | None = None,
     max_len: int = 50,
     src_key_padding_mask: torch.Tensor | None = None,
+    use_cache: bool = False,
 ) -> torch.Tensor:
     """Greedy decoding with an encoder–decoder model, stopping at ``<EOS>``.
 
@@ -206,6 +233,11 @@ def greedy_translate(
     ``pad_id`` defaults to the model's ``config.pad_id``: source ids equal to it are
     masked, unless ``src_key_padding_mask`` is given. A model whose ``pad_id`` is
     None has no padding; its finished rows are filled with ``eos_id``.
+
+    ``use_cache=True`` (chapter 13) needs ``model.new_cache()`` and
+    ``model.decode(..., cache=...)``, like :class:`~utils.models.Transformer`: each
+    step feeds only the newest token, and the cross-attention's keys and values are
+    computed from the memory once per sentence; the result is the same.
     """
     if not isinstance(src, torch.Tensor) or src.ndim != 2:
         raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(getattr(src, 'shape', ())) or src!r}")
@@ -233,8 +265,13 @@ def greedy_translate(
         memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
         out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
         finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        cache = model.new_cache() if use_cache else None
         for _ in range(max_len):
-            logits = model.decode(out, memory, memory_key_padding_mask=src_key_padding_mask)[:, -1, :]  # (B, V)
+            if use_cache:  # only the newest token; the earlier ones' keys and values are in the cache
+                logits = model.decode(out[:, -1:], memory, memory_key_padding_mask=src_key_padding_mask, cache=cache)
+            else:
+                logits = model.decode(out, memory, memory_key_padding_mask=src_key_padding_mask)
+            logits = logits[:, -1, :]  # (B, V)
             next_id = greedy(logits).masked_fill(finished, fill_id)  # (B,)
             out = torch.cat([out, next_id[:, None]], dim=1)
             finished |= next_id == eos_id

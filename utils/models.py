@@ -28,11 +28,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.attention import KVCache
 from utils.checks import check_token_ids
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
 from utils.layers import LayerNorm, copy_layer_norm_from_torch
 from utils.positional import positional_encoding
+
+
+def add_positions(positions: nn.Module, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """``positions(x)`` for tokens at positions ``start, start + 1, ...`` (after a KV cache, chapter 13)."""
+    if start == 0:
+        return positions(x)
+    T = x.shape[1]
+    if start + T > positions.max_len:
+        raise ValueError(f"{start} cached positions + T={T} new tokens exceed the {positions.max_len} positions "
+                         "the model has; start a new cache from the last tokens")
+    return positions.dropout(x + positions.positions[start:start + T])  # (B, T, C)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -128,14 +140,17 @@ class Transformer(nn.Module):
         if c.tie_weights:
             self.head.weight = self.tgt_embedding.weight  # one (V, C) tensor, two uses
 
-    def _embed(self, ids: torch.Tensor, embedding: nn.Embedding, positions: nn.Module, what: str) -> torch.Tensor:
+    def _embed(
+        self, ids: torch.Tensor, embedding: nn.Embedding, positions: nn.Module, what: str, start: int = 0
+    ) -> torch.Tensor:
+        """Token ids (B, T) at positions ``start, start + 1, ...`` → vectors (B, T, C)."""
         if ids.ndim != 2:
             raise ValueError(f"{what} must be token ids of shape (B, T), got shape {tuple(ids.shape)}")
-        if ids.shape[1] > self.config.max_len:
+        if start == 0 and ids.shape[1] > self.config.max_len:
             raise ValueError(f"{what} has T={ids.shape[1]} tokens (shape {tuple(ids.shape)}), more than "
                              f"max_len={self.config.max_len}")
         check_token_ids(ids, embedding.num_embeddings, what)  # on a GPU a bad id would break the session
-        return positions(embedding(ids) * math.sqrt(self.config.C))  # (B, T, C)
+        return add_positions(positions, embedding(ids) * math.sqrt(self.config.C), start)  # (B, T, C)
 
     def run_encoder(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The encoder stack on vectors (B, T_enc, C) → memory (B, T_enc, C)."""
@@ -149,10 +164,11 @@ class Transformer(nn.Module):
         *,
         tgt_key_padding_mask: torch.Tensor | None = None,
         memory_key_padding_mask: torch.Tensor | None = None,
+        cache: list[tuple[KVCache, KVCache]] | None = None,
     ) -> torch.Tensor:
         """The decoder stack on vectors (B, T_dec, C) and memory (B, T_enc, C) → (B, T_dec, C)."""
         y = self.decoder(y, memory, tgt_key_padding_mask=tgt_key_padding_mask,
-                         memory_key_padding_mask=memory_key_padding_mask)
+                         memory_key_padding_mask=memory_key_padding_mask, cache=cache)
         return y if self.decoder_norm is None else self.decoder_norm(y)
 
     def encode(self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,12 +182,23 @@ class Transformer(nn.Module):
         *,
         tgt_key_padding_mask: torch.Tensor | None = None,
         memory_key_padding_mask: torch.Tensor | None = None,
+        cache: list[tuple[KVCache, KVCache]] | None = None,
     ) -> torch.Tensor:
-        """Decoder input ids (B, T_dec) and memory (B, T_enc, C) → logits (B, T_dec, V_tgt)."""
-        y = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, "tgt_in")  # (B, T_dec, C)
+        """Decoder input ids (B, T_dec) and memory (B, T_enc, C) → logits (B, T_dec, V_tgt).
+
+        With a ``cache`` from :meth:`new_cache` (chapter 13), ``tgt_in`` holds only the
+        tokens after the cached ones, and the memory's keys and values are computed on
+        the first call only.
+        """
+        start = 0 if cache is None else len(cache[0][0])  # positions already in the cache
+        y = self._embed(tgt_in, self.tgt_embedding, self.tgt_positions, "tgt_in", start)  # (B, T_dec, C)
         y = self.run_decoder(y, memory, tgt_key_padding_mask=tgt_key_padding_mask,
-                             memory_key_padding_mask=memory_key_padding_mask)
+                             memory_key_padding_mask=memory_key_padding_mask, cache=cache)
         return self.head(y)  # (B, T_dec, V)
+
+    def new_cache(self) -> list[tuple[KVCache, KVCache]]:
+        """An empty KV cache for :meth:`decode`: a (self-attention, cross-attention) pair per decoder block."""
+        return [(KVCache(), KVCache()) for _ in self.decoder.blocks]
 
     def forward(
         self,
@@ -267,14 +294,22 @@ class GPT(nn.Module):
         if c.tie_weights:
             self.head.weight = self.token_embedding.weight
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+        """ids (B, T) → logits (B, T, V). With a ``cache`` from :meth:`new_cache` (chapter 13),
+        ``idx`` holds only the tokens after the cached ones, and the cache is extended with them."""
         if idx.ndim != 2:
             raise ValueError(f"idx must be token ids of shape (B, T), got shape {tuple(idx.shape)}")
-        if idx.shape[1] > self.config.block_size:
-            raise ValueError(f"T={idx.shape[1]} tokens (shape {tuple(idx.shape)}) exceed block_size="
+        start = 0 if cache is None else len(cache[0])  # positions already in the cache
+        if start + idx.shape[1] > self.config.block_size:
+            cached = f"{start} cached positions + " if start else ""
+            raise ValueError(f"{cached}T={idx.shape[1]} tokens (shape {tuple(idx.shape)}) exceed block_size="
                              f"{self.config.block_size}; crop the context to the last block_size tokens")
         check_token_ids(idx, self.config.vocab_size, "idx")  # on a GPU a bad id would break the session
-        x = self.positions(self.token_embedding(idx))  # (B, T, C)
-        x = self.stack(x, causal=True)  # (B, T, C); ends with a LayerNorm when pre-norm
+        x = add_positions(self.positions, self.token_embedding(idx), start)  # (B, T, C)
+        x = self.stack(x, causal=True, cache=cache)  # (B, T, C); ends with a LayerNorm when pre-norm
         return self.head(x)  # (B, T, V)
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache for :meth:`forward`: one :class:`~utils.attention.KVCache` per block."""
+        return [KVCache() for _ in self.stack.blocks]
 
