@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch08 import check_encoder_block_parameters, check_masked_mean, check_padding_mask
+from utils.exercises.ch08 import (
+    check_encoder_block_parameters,
+    check_masked_mean,
+    check_padding_mask,
+    check_pre_norm_block,
+)
 
 
 def test_block_parameter_count_mistakes_get_hints():
@@ -36,3 +41,26 @@ def test_masked_mean_mistakes_are_named():
 
     with pytest.raises(ExerciseFailed, match="largest difference"):
         check_masked_mean(divides_by_T)
+
+
+def _pre_norm(block, x, key_padding_mask, norms=None, mask=True):
+    first, second = norms or (block.attention_residual.norm, block.feed_forward_residual.norm)
+    x = x + block.self_attention(first(x), key_padding_mask=key_padding_mask if mask else None)
+    return x + block.feed_forward(second(x))
+
+
+def test_pre_norm_block_mistakes_are_named():
+    with pytest.raises(ExerciseFailed, match="the block's own post-norm forward"):
+        check_pre_norm_block(lambda block, x, mask: block(x, key_padding_mask=mask))
+    with pytest.raises(ExerciseFailed, match="padding mask is not used"):
+        check_pre_norm_block(lambda block, x, mask: _pre_norm(block, x, mask, mask=False))
+
+    def swapped_norms(block, x, mask):
+        norms = (block.feed_forward_residual.norm, block.attention_residual.norm)
+        return _pre_norm(block, x, mask, norms=norms)
+
+    with pytest.raises(ExerciseFailed, match="did you use norm1 before attention"):
+        check_pre_norm_block(swapped_norms)
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
+        check_pre_norm_block(lambda block, x, mask: None)
+    check_pre_norm_block(_pre_norm)  # and the right answer passes

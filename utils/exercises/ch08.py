@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from utils.encoder import EncoderBlock
+from utils.encoder import EncoderBlock, copy_encoder_layer_from_torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
@@ -54,3 +55,38 @@ def check_masked_mean(masked_mean) -> None:
     garbage = x.masked_fill(padding[..., None], 1e6)  # whatever sits at padding positions must not matter
     expect_close(masked_mean(garbage, padding), expected, "masked_mean with huge values at the padding positions",
                  atol=1e-3)
+
+
+@checker("Exercise 8.4 — a block converted to pre-norm")
+def check_pre_norm_block(pre_norm_block) -> None:
+    """``pre_norm_block(block, x, key_padding_mask)``: a post-norm block's weights, run pre-norm."""
+    C, n_heads = 16, 4
+    with torch.random.fork_rng():
+        torch.manual_seed(8)
+        theirs = nn.TransformerEncoderLayer(C, n_heads, dim_feedforward=4 * C, dropout=0.0,
+                                            batch_first=True, norm_first=True).eval()
+        with torch.no_grad():  # gains and biases away from 1 and 0, so that a swapped norm shows
+            for norm in (theirs.norm1, theirs.norm2):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_(0, 0.5)
+        x = torch.randn(2, 6, C)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])  # (B, T): True = padding
+    pre = copy_encoder_layer_from_torch(EncoderBlock(C, n_heads, norm_first=True), theirs).eval()
+    block = EncoderBlock(C, n_heads, norm_first=False).eval()  # the same weights, built post-norm
+    block.load_state_dict(pre.state_dict())
+    with torch.no_grad():
+        expected = theirs(x, src_key_padding_mask=padding)
+        out = pre_norm_block(block, x.clone(), padding)
+        expect_shape(out, (2, 6, C), f"pre_norm_block(block, x of shape {tuple(x.shape)}, ...)")
+        expect(not torch.allclose(out, block(x, key_padding_mask=padding), atol=1e-5),
+               "that is the block's own post-norm forward; pre-norm normalises each sublayer's "
+               "input, x + sublayer(norm(x)), and never the sum")
+        real = ~padding
+        unmasked = pre_norm_block(block, x.clone(), None)
+        expect(not torch.allclose(out[real], unmasked[real], atol=1e-6)
+               or torch.allclose(out[real], expected[real], atol=1e-5),
+               "the padding mask is not used: pass key_padding_mask to the self-attention")
+        expect_close(out[real], expected[real],
+                     "the output at the real positions (compared with nn.TransformerEncoderLayer, "
+                     "norm_first=True; did you use norm1 before attention and norm2 before the "
+                     "feed-forward network?)")
