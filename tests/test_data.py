@@ -167,3 +167,27 @@ def test_train_val_split_is_first_90_percent():
         data.train_val_split(ids, 1.5)
     with pytest.raises(ValueError, match="split must be"):
         data.load_multi30k("dev")
+
+
+# --- issue 11: a data folder that is not a folder --------------------------------------
+
+
+def test_data_variable_naming_a_file_says_what_is_wrong_and_how_to_fix_it(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "data.txt"
+    not_a_folder.write_text("oops")
+    monkeypatch.setenv(data.DATA_ENV, str(not_a_folder))
+    with pytest.raises(DataError, match=rf"{data.DATA_ENV}={not_a_folder} names a file, not a folder.*export"):
+        data.fetch("tinyshakespeare.txt")
+    assert not_a_folder.read_text() == "oops"
+
+
+def test_a_file_or_folder_in_the_wrong_place_is_named(data_dir, monkeypatch):
+    register(monkeypatch, "sub/file.txt", "http://127.0.0.1:9/file.txt", b"good")
+    register(monkeypatch, "folder.txt", "http://127.0.0.1:9/folder.txt", b"good")
+    data_dir.mkdir()
+    (data_dir / "sub").write_text("a file where the folder 'sub' should be")
+    with pytest.raises(DataError, match=r"(?s)Could not create the data folder .*sub for sub/file.txt: .*sub is a file where a folder should be.*by hand"):
+        data.fetch("sub/file.txt")
+    (data_dir / "folder.txt").mkdir()
+    with pytest.raises(DataError, match="is a folder, not the file folder.txt"):
+        data.fetch("folder.txt")

@@ -154,3 +154,10 @@ def test_dropout_sits_where_torch_puts_it():
     assert not torch.equal(block(x, memory), block(x, memory))  # dropout is live in training mode
     block.eval()
     assert torch.equal(block(x, memory), block(x, memory))
+
+
+def test_stack_sizes_must_be_integers():  # issue 11
+    with pytest.raises(ValueError, match="n_layers must be an integer, got 2.0"):
+        Decoder(2.0, 16, 2)
+    with pytest.raises(ValueError, match="n_heads must be an integer"):
+        DecoderBlock(16, "2")

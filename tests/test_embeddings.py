@@ -66,3 +66,9 @@ def test_bad_ids_give_clear_errors():
     with pytest.raises(ValueError, match="vocab_size"):
         BigramLanguageModel(0)
     assert model(torch.zeros(2, 0, dtype=torch.long)).shape == (2, 0, 5)
+
+
+def test_bigram_vocab_size_must_be_an_integer():  # issue 11
+    for bad in (65.0, "65", None):
+        with pytest.raises(ValueError, match="vocab_size must be an integer"):
+            BigramLanguageModel(bad)

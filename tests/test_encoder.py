@@ -165,3 +165,10 @@ def test_bad_padding_mask_names_the_shapes():
     x, _ = inputs()
     with pytest.raises(ValueError, match=r"\(3, 7\)"):
         Encoder(1, C, n_heads)(x, key_padding_mask=torch.zeros(3, 6, dtype=torch.bool))
+
+
+def test_stack_sizes_must_be_integers():  # issue 11
+    with pytest.raises(ValueError, match="n_layers must be an integer, got 2.0"):
+        Encoder(2.0, 16, 2)
+    with pytest.raises(ValueError, match="C must be an integer"):
+        EncoderBlock(16.0, 2)

@@ -37,6 +37,19 @@ def test_expect_close_names_shapes_and_the_largest_difference():
         expect_close(torch.tensor([[0.0], [0.5]]), torch.zeros(2, 1))
 
 
+def test_expect_close_accepts_nan_where_nan_is_expected_and_never_truncates():  # issue 11
+    nan = float("nan")
+    expect_close(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0]))  # e.g. a fully masked row
+    with pytest.raises(ExerciseFailed, match=r"largest difference is 1 at index \(1,\)"):
+        expect_close(torch.tensor([nan, 1.0]), torch.tensor([nan, 2.0]))
+    with pytest.raises(ExerciseFailed, match=r"should be NaN at index \(0,\) \(yours 1\)"):
+        expect_close(torch.tensor([1.0, 1.0]), torch.tensor([nan, 1.0]))
+    with pytest.raises(ExerciseFailed, match=r"contains NaN at index \(1,\)"):
+        expect_close(torch.tensor([1.0, nan]), torch.tensor([1.0, 1.0]))
+    with pytest.raises(ExerciseFailed, match=r"largest difference is 0.7 .*yours 2.7, expected 2"):
+        expect_close(torch.tensor([2.7, 1.0]), torch.tensor([2, 1]))  # was cast to 2 and passed
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_reference_solutions_pass(path, capsys):
     """Every chapter's hidden solutions, run alone, satisfy their checkers."""

@@ -157,3 +157,29 @@ def test_residual_dropout_drops_the_sublayer_output_not_the_skip_path():
 def test_residual_rejects_a_sublayer_that_changes_the_shape():
     with pytest.raises(ValueError, match=r"\(2, 3, 8\) to \(2, 3, 4\)"):
         Residual(8)(torch.randn(2, 3, 8), lambda h: h[..., :4])
+
+
+# --- issue 11: half precision and wrong sizes ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_layer_norm_in_half_precision_gives_the_float32_answer(dtype):
+    # Activations far from zero: in fp16, (x - mean)² overflows past |x - mean| ≈ 256.
+    x = (torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(0)) * 300 + 1000).to(dtype)
+    expected = F.layer_norm(x.float(), (64,))
+    for norm in (LayerNorm(64), LayerNorm(64).to(dtype)):  # autocast keeps float32 weights; .half() does not
+        out = norm(x)
+        assert out.dtype == dtype
+        assert torch.allclose(out.float(), expected, atol=0.02), (out.float() - expected).abs().max()
+    assert LayerNorm(64)(x.double()).dtype == torch.float64  # only half precision is promoted
+
+
+def test_layers_name_sizes_that_are_not_integers():
+    with pytest.raises(ValueError, match="C must be an integer, got 32.0"):
+        LayerNorm(32.0)
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        LayerNorm(8, eps=-1e-5)
+    with pytest.raises(ValueError, match="d_ff must be an integer, got 2.5"):
+        FeedForward(8, 2.5)
+    with pytest.raises(ValueError, match="C must be >= 1"):
+        FeedForward(0)

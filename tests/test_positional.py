@@ -127,3 +127,17 @@ def test_modules_move_with_their_model():
     model = nn.Sequential(SinusoidalPositionalEncoding(8, 16)).to(torch.float64)
     assert model[0].positions.dtype == torch.float64
     assert model(torch.zeros(1, 4, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_sizes_and_base_are_checked_by_name():  # issue 11
+    with pytest.raises(ValueError, match="T must be an integer, got 4.5"):
+        sinusoidal_positions(4.5, 8)
+    with pytest.raises(ValueError, match="C must be an integer"):
+        sinusoidal_positions(4, "8")
+    for base in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ValueError, match="base must be a finite positive number"):
+            sinusoidal_positions(4, 8, base)
+    with pytest.raises(ValueError, match="max_len must be an integer, got 10.0"):
+        SinusoidalPositionalEncoding(8, 10.0)
+    with pytest.raises(ValueError, match="C must be an integer"):
+        LearnedPositionalEmbedding(8.5, 10)

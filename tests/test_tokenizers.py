@@ -362,3 +362,106 @@ def test_pad_batch_pads_on_the_right_and_marks_padding_by_length():
     check_pad_batch(pad_batch)  # the kept version passes chapter 01's checker
     with pytest.raises(ValueError, match="at least one"):
         pad_batch([], pad_id=0)
+
+
+# --- issue 11: unusual text, wrong arguments, damaged files ---------------------------
+
+
+def test_bpe_refuses_a_lone_surrogate_naming_its_position_in_the_text(bpe):
+    text = "hello world \ud800!"
+    with pytest.raises(ValueError, match=r"'\\ud800' at position 12, a lone surrogate"):
+        bpe.encode(text)
+    with pytest.raises(ValueError, match=r"text 1 holds '\\udfff' at position 2"):
+        BPETokenizer.from_text(["fine", "ab\udfff"], vocab_size=260)
+    emoji = "\ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16")  # the message's repair
+    assert emoji == "😀" and bpe.decode(bpe.encode(f"hello {emoji}")) == f"hello {emoji}"
+
+
+@pytest.mark.parametrize("bad", [300.5, "300", None, True])
+def test_bpe_vocab_size_must_be_an_integer(bad):
+    with pytest.raises(ValueError, match=f"vocab_size must be an integer, got {bad!r}"):
+        BPETokenizer.from_text("abc abc", vocab_size=bad)
+    with pytest.raises(ValueError, match="n_merges must be an integer"):
+        train_bpe("abc abc", bad)
+    with pytest.raises(ValueError, match="min_count must be an integer"):
+        WordTokenizer.from_text("a b", min_count=bad)
+
+
+@pytest.mark.parametrize("specials", [False, True])
+def test_bpe_token_of_an_id_outside_the_vocabulary_raises(specials):
+    tok = BPETokenizer.from_text("hello hello", vocab_size=262 + 4 * specials, specials=specials)
+    assert tok.token(tok.vocab_size - 1) == tok.decode([tok.vocab_size - 1])
+    for bad in (-1, -tok.vocab_size, tok.vocab_size):
+        with pytest.raises(ValueError, match=rf"token id {bad} is not in \[0, {tok.vocab_size}\)"):
+            tok.token(bad)
+    with pytest.raises(ValueError, match="token id must be an integer"):
+        tok.token(1.0)
+
+
+def test_a_tokenizer_that_cannot_be_saved_is_refused_and_the_old_file_survives(tmp_path):
+    path = CharTokenizer.from_text("good").save(tmp_path / "tok.json")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"token 2 of this CharTokenizer holds '\\ud800'"):
+        CharTokenizer.from_text("ab\ud800").save(path)
+    assert path.read_bytes() == before and CharTokenizer.load(path) == CharTokenizer.from_text("good")
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]  # no temporary file left behind
+
+
+def test_saving_is_atomic_when_the_write_fails_midway(tmp_path, monkeypatch):
+    import os
+
+    path = CharTokenizer.from_text("good").save(tmp_path / "tok.json")
+    before = path.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        WordTokenizer.from_text("a much longer vocabulary " * 50).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]
+
+
+def test_loading_a_file_that_is_not_utf8_or_has_odd_field_types_names_the_file(tmp_path):
+    good = CharTokenizer.from_text("hé").save(tmp_path / "good.json").read_bytes()
+    bad = tmp_path / "bad.json"
+    for content, message in [
+        (good.replace("é".encode(), b"\xe9"), "not UTF-8 text"),  # Latin-1, not UTF-8
+        (good[: good.index("é".encode()) + 1], "not UTF-8 text"),  # cut in the middle of é
+        (b"\xff\xfe" + good, "not UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply|not valid JSON"),
+    ]:
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=f"{bad}.*({message})"):
+            load_tokenizer(bad)
+    data = json.loads(good)
+    for field in ("type", "format", "version", "specials", "tokens"):
+        for value in ([data[field]], {"a": 1}, None, 1.5, [[]]):
+            bad.write_text(json.dumps({**data, field: value}), encoding="utf-8")
+            with pytest.raises(ValueError, match=str(bad)):
+                load_tokenizer(bad)
+    bpe = json.loads(BPETokenizer.from_text("abab", vocab_size=257).save(tmp_path / "bpe.json").read_text())
+    for merges in ([[True, False]], [[97.0, 98.0]], [None], {"0": [97, 98]}, [[97, [98]]]):
+        bad.write_text(json.dumps({**bpe, "merges": merges}), encoding="utf-8")
+        with pytest.raises(ValueError, match=str(bad)):
+            load_tokenizer(bad)
+
+
+@pytest.mark.parametrize(
+    "tokenizer",
+    [CharTokenizer.from_text("hé🙂", specials=True), WordTokenizer.from_text("o'er the lea"),
+     BPETokenizer.from_text("hé hé 🙂", vocab_size=258)],
+    ids=repr,
+)
+def test_every_truncation_of_a_file_loads_or_gives_the_documented_error(tokenizer, tmp_path):
+    good = tokenizer.save(tmp_path / "good.json").read_bytes()
+    bad = tmp_path / "bad.json"
+    for end in range(len(good)):
+        bad.write_bytes(good[:end])
+        try:
+            loaded = load_tokenizer(bad)
+        except ValueError as error:
+            assert str(bad) in str(error)
+        else:
+            assert loaded == tokenizer  # only the final newline was cut

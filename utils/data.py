@@ -83,7 +83,15 @@ def _by_hand(file: DataFile, path: Path) -> str:
 
 def download(file: DataFile, path: Path, timeout: float = 60.0) -> Path:
     """Download ``file`` to ``path`` atomically: verified first, then moved into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where a folder should be, or no permission
+        in_the_way = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        reason = (f"{in_the_way} is a file where a folder should be; move it away" if in_the_way
+                  else f"{error.strerror or error}; set {DATA_ENV} to a folder you can write to")
+        raise DataError(
+            f"Could not create the data folder {path.parent} for {file.name}: {reason}.\n{_by_hand(file, path)}"
+        ) from error
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         digest = hashlib.sha256()
@@ -114,7 +122,19 @@ def fetch(name: str, timeout: float = 60.0) -> Path:
     if name not in DATASETS:
         raise DataError(f"Unknown data file {name!r}; the book knows {sorted(DATASETS)}")
     file = DATASETS[name]
-    path = data_dir() / file.name
+    folder = data_dir()
+    if folder.exists() and not folder.is_dir():
+        where = f"{DATA_ENV}={os.environ[DATA_ENV]}" if os.environ.get(DATA_ENV) else "The default data folder"
+        raise DataError(
+            f"{where} names a file, not a folder: {folder}. Point {DATA_ENV} at a folder that holds "
+            f"(or may receive) the data files, e.g. export {DATA_ENV}={folder.parent / 'data'}"
+            + ("" if os.environ.get(DATA_ENV) else f", or move the file {folder} away")
+            + "."
+        )
+    path = folder / file.name
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not the file {file.name}: move it away so the file can be placed there."
+                        f"\n{_by_hand(file, path)}")
     if not path.exists():
         return download(file, path, timeout=timeout)
     actual = sha256_of(path)

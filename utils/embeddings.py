@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.checks import check_int
+
 
 class BigramLanguageModel(nn.Module):
     """ids ``(B, T)`` -> logits ``(B, T, V)``: the next token's logits depend on the current token only.
@@ -24,7 +26,7 @@ class BigramLanguageModel(nn.Module):
 
     def __init__(self, vocab_size: int):
         super().__init__()
-        if vocab_size < 1:
+        if check_int("vocab_size", vocab_size) < 1:
             raise ValueError(f"vocab_size must be at least 1, got {vocab_size}")
         self.vocab_size = vocab_size
         self.logits_table = nn.Embedding(vocab_size, vocab_size)  # (V, V): row i = logits after token i

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from utils.attention import KVCache, MultiHeadAttention, copy_weights_from_torch
+from utils.checks import check_int
 from utils.layers import FeedForward, LayerNorm, Residual, copy_layer_norm_from_torch
 
 
@@ -70,7 +71,7 @@ class Encoder(nn.Module):
         norm_first: bool = False,
     ):
         super().__init__()
-        if n_layers < 1:
+        if check_int("n_layers", n_layers) < 1:
             raise ValueError(f"an encoder needs n_layers >= 1, got {n_layers}")
         self.norm_first = norm_first
         self.blocks = nn.ModuleList(EncoderBlock(C, n_heads, d_ff, dropout, norm_first) for _ in range(n_layers))

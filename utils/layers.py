@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from utils.checks import check_int
+
 
 class LayerNorm(nn.Module):
     """Layer normalisation over the last dimension: ``(x - mean) / sqrt(var + eps) * weight + bias``.
@@ -28,11 +30,16 @@ class LayerNorm(nn.Module):
     The variance is the biased one (divide by C, not C - 1), as in the paper and in
     ``nn.LayerNorm``. ``weight`` (the gain) starts at 1 and ``bias`` at 0, so a fresh
     LayerNorm only normalises. Parameter names match ``nn.LayerNorm``, so the two
-    share state dicts.
+    share state dicts. In half precision the mean and variance are computed in float32,
+    as PyTorch's kernels do: in fp16, ``(x - mean)²`` overflows once ``|x - mean|``
+    passes 256 and every output would be 0.
     """
 
     def __init__(self, C: int, eps: float = 1e-5):
         super().__init__()
+        C = check_int("C", C, minimum=1)
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0 (it keeps the division by the spread finite), got {eps}")
         self.C = C
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(C))
@@ -41,10 +48,14 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.C:
             raise ValueError(f"LayerNorm({self.C}) got input of shape {tuple(x.shape)}: its last dimension must be {self.C}")
+        half = x.dtype if x.dtype in (torch.float16, torch.bfloat16) else None
+        if half is not None:
+            x = x.float()  # statistics in float32; the result goes back to the input's dtype
         mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
         variance = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
         x_hat = (x - mean) / torch.sqrt(variance + self.eps)  # (..., C): mean 0, variance 1 per position
-        return x_hat * self.weight + self.bias
+        out = x_hat * self.weight + self.bias
+        return out if half is None else out.to(half)
 
     def extra_repr(self) -> str:
         return f"{self.C}, eps={self.eps}"
@@ -59,8 +70,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, C: int, d_ff: int | None = None, dropout: float = 0.0):
         super().__init__()
-        self.C = C
-        self.d_ff = 4 * C if d_ff is None else d_ff
+        self.C = check_int("C", C, minimum=1)
+        self.d_ff = 4 * self.C if d_ff is None else check_int("d_ff", d_ff, minimum=1)
         self.linear1 = nn.Linear(C, self.d_ff)
         self.activation = nn.ReLU()
         self.dropout = nn.Dropout(dropout)

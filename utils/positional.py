@@ -22,6 +22,8 @@ import math
 import torch
 from torch import nn
 
+from utils.checks import check_int
+
 
 def sinusoidal_positions(T: int, C: int, base: float = 10000.0) -> torch.Tensor:
     """The (T, C) table of "Attention Is All You Need", section 3.5.
@@ -31,10 +33,10 @@ def sinusoidal_positions(T: int, C: int, base: float = 10000.0) -> torch.Tensor:
     angular frequency ``base^(-2i/C)``, from one radian per position down to about
     ``1/base``. For an odd ``C`` the last dimension is a sine without its cosine.
     """
-    if T < 0 or C < 1:
+    if check_int("T", T) < 0 or check_int("C", C) < 1:
         raise ValueError(f"need T >= 0 positions and C >= 1 dimensions, got T={T}, C={C}")
-    if base <= 0:
-        raise ValueError(f"base must be positive, got {base}")
+    if not (isinstance(base, (int, float)) and math.isfinite(base) and base > 0):
+        raise ValueError(f"base must be a finite positive number, got {base!r}")
     position = torch.arange(T, dtype=torch.float32)[:, None]  # (T, 1)
     frequency = torch.exp(torch.arange(0, C, 2, dtype=torch.float32) * (-math.log(base) / C))  # (ceil(C/2),)
     angle = position * frequency  # (T, ceil(C/2))
@@ -51,7 +53,7 @@ class _AddPositions(nn.Module):
 
     def __init__(self, C: int, max_len: int, dropout: float = 0.0):
         super().__init__()
-        if C < 1 or max_len < 1:
+        if check_int("C", C) < 1 or check_int("max_len", max_len) < 1:
             raise ValueError(f"need C >= 1 and max_len >= 1, got C={C}, max_len={max_len}")
         self.C = C
         self.max_len = max_len

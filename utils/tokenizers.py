@@ -17,27 +17,67 @@ characters); add them by id, or with ``encode(text, add_sos_eos=True)``.
 **The unknown-token rule** (one rule for every tokenizer): a character (or word)
 that is not in the vocabulary maps to ``<UNK>`` when the tokenizer has specials,
 and raises a ``ValueError`` naming it and its position when it has none.
-:class:`BPETokenizer` never meets an unknown: every string is a sequence of bytes,
-and all 256 bytes are in its vocabulary.
+:class:`BPETokenizer` never meets an unknown: every text is a sequence of UTF-8
+bytes, and all 256 bytes are in its vocabulary. (A Python string may hold a lone
+*surrogate*, half of a UTF-16 pair such as ``"\\ud800"``, which is no character and
+has no UTF-8 bytes; BPE refuses it with a ``ValueError`` naming its position.)
 
 **Files.** ``save(path)`` writes a small JSON file with ``"format":
 "llm-from-scratch/tokenizer"``, ``"version": 1`` and ``"type"``; ``load(path)``
-checks all three and every field, raising a ``ValueError`` that says what is wrong
-and what was expected. :func:`load_tokenizer` loads any of the three.
+checks all three and every field, raising a ``ValueError`` that names the file,
+says what is wrong and what was expected. :func:`load_tokenizer` loads any of the
+three. Saving is atomic: the file is written under a temporary name and renamed
+into place, so a failed save never leaves a damaged file or destroys the old one.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import os
 import re
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from utils.checks import check_int
+
 SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")
 FILE_FORMAT = "llm-from-scratch/tokenizer"
 FILE_VERSION = 1
+
+
+def write_atomically(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
+
+    The rename is atomic: readers see the old file or the new one, never half of
+    one, and an error (a full disk, an interrupted kernel) leaves the old file as it was.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _utf8(text: str, what: str = "the text") -> bytes:
+    """``text`` as UTF-8 bytes, or a ValueError naming the position of a lone surrogate."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{what} holds {text[error.start]!r} at position {error.start}, a lone surrogate (half of a "
+            "UTF-16 pair), which is not a character and has no UTF-8 bytes; remove it (surrogate pairs join "
+            "into characters with text.encode('utf-16', 'surrogatepass').decode('utf-16'))"
+        ) from None
 
 
 def _as_texts(text: str | Iterable[str]) -> list[str]:
@@ -137,11 +177,17 @@ class Tokenizer:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, specials={self.specials})"
 
     def save(self, path: str | Path) -> Path:
-        """Write the tokenizer to a small JSON file; returns the path."""
+        """Write the tokenizer to a small JSON file, atomically; returns the path.
+
+        A vocabulary that cannot be written as UTF-8 (a lone surrogate) is refused
+        with a ValueError before anything is written.
+        """
         path = Path(path)
         data = {"format": FILE_FORMAT, "version": FILE_VERSION, "type": self.type_name, **self.to_dict()}
-        path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        return path
+        text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        for i, token in enumerate(getattr(self, "tokens", ())):
+            _utf8(token, f"token {i} of this {type(self).__name__}")  # names the token that cannot be saved
+        return write_atomically(path, _utf8(text, f"the file for {path}"))
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
@@ -184,9 +230,16 @@ class Tokenizer:
 def _read_tokenizer_file(path: str | Path) -> dict:
     """Parse a tokenizer file and check its header: format, version and type."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not a tokenizer file: it is not UTF-8 text (byte {error.start} is "
+            f"{error.object[error.start:error.start + 1]!r}: {error.reason}); was it cut short or overwritten?"
+        ) from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a tokenizer file: it is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a tokenizer file: its JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a tokenizer file: expected a JSON object, got a {type(data).__name__}")
     if data.get("format") != FILE_FORMAT:
@@ -195,7 +248,7 @@ def _read_tokenizer_file(path: str | Path) -> dict:
         raise ValueError(
             f"{path} is a tokenizer file of version {data.get('version')!r}; this code reads version {FILE_VERSION}"
         )
-    if data.get("type") not in _TYPES:
+    if not isinstance(data.get("type"), str) or data["type"] not in _TYPES:
         raise ValueError(f"{path} has tokenizer type {data.get('type')!r}; expected one of {sorted(_TYPES)}")
     if not isinstance(data.get("specials"), bool):
         raise ValueError(f"{path}: 'specials' must be true or false, got {data.get('specials')!r}")
@@ -316,6 +369,9 @@ class WordTokenizer(Tokenizer):
         min_count: int = 1,
         max_size: int | None = None,
     ) -> WordTokenizer:
+        min_count = check_int("min_count", min_count)
+        if max_size is not None:
+            max_size = check_int("max_size", max_size)
         counts = Counter(w for t in _as_texts(text) for w in split_words(t, lowercase))
         words = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
         if max_size is not None:
@@ -384,8 +440,14 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 def _chunk_table(text: str | Iterable[str]) -> tuple[list[list[int]], list[int]]:
     """Each distinct chunk as a list of byte values, and how often it occurs."""
-    counts = Counter(chunk for t in _as_texts(text) for chunk in split_chunks(t))
-    return [list(chunk.encode("utf-8")) for chunk in counts], list(counts.values())
+    texts = _as_texts(text)
+    counts = Counter(chunk for t in texts for chunk in split_chunks(t))
+    try:
+        return [list(chunk.encode("utf-8")) for chunk in counts], list(counts.values())
+    except UnicodeEncodeError:  # rare: find the text and the position of the lone surrogate
+        for i, t in enumerate(texts):
+            _utf8(t, "the text" if len(texts) == 1 else f"text {i}")
+        raise
 
 
 def train_bpe_naive(text: str | Iterable[str], n_merges: int) -> list[tuple[int, int]]:
@@ -394,6 +456,7 @@ def train_bpe_naive(text: str | Iterable[str], n_merges: int) -> list[tuple[int,
     The most frequent pair of adjacent ids (ties: the smallest pair) becomes id
     256, 257, ... in turn. Kept as the reference the fast :func:`train_bpe` is tested against.
     """
+    n_merges = check_int("n_merges", n_merges, minimum=0)
     words, counts = _chunk_table(text)
     merges = []
     for new_id in range(256, 256 + n_merges):
@@ -417,6 +480,7 @@ def train_bpe(text: str | Iterable[str], n_merges: int) -> list[tuple[int, int]]
     the chunks that contained the merged pair; find the most frequent pair with a
     heap whose out-of-date entries are skipped when popped.
     """
+    n_merges = check_int("n_merges", n_merges, minimum=0)
     words, counts = _chunk_table(text)
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks that hold it
@@ -462,9 +526,12 @@ class BPETokenizer(Tokenizer):
     """Byte-pair encoding over UTF-8 bytes (Sennrich et al., 2016; GPT-2's byte-level BPE).
 
     Ids 0..255 are the 256 byte values and merge ``i`` makes id ``256 + i`` (all shifted
-    up by 4 when built with specials, which then take ids 0..3). Any string encodes,
-    so there is never an unknown token, and ``decode(encode(s)) == s`` for every ``s``.
-    Decoding ids that split a character's bytes shows U+FFFD (�) for them.
+    up by 4 when built with specials, which then take ids 0..3). Any text encodes,
+    so there is never an unknown token, and ``decode(encode(s)) == s`` for every ``s``
+    that is valid Unicode text; a string holding a lone surrogate (``"\\ud800"``, half
+    of a UTF-16 pair and no character) has no UTF-8 bytes and raises a ValueError
+    naming its position. Decoding ids that split a character's bytes shows U+FFFD (�)
+    for them.
     """
 
     type_name = "bpe"
@@ -475,7 +542,7 @@ class BPETokenizer(Tokenizer):
         self.ranks = {pair: i for i, pair in enumerate(self.merges)}
         self.token_bytes = [bytes([b]) for b in range(256)]  # byte-level id -> the bytes it stands for
         for i, (a, b) in enumerate(self.merges):
-            if not (isinstance(a, int) and isinstance(b, int) and 0 <= a < 256 + i and 0 <= b < 256 + i):
+            if not (type(a) is int and type(b) is int and 0 <= a < 256 + i and 0 <= b < 256 + i):
                 raise ValueError(f"merge {i} is {(a, b)}, but it may only join ids 0..{256 + i - 1} made before it")
             self.token_bytes.append(self.token_bytes[a] + self.token_bytes[b])
         self._cache: dict[str, list[int]] = {}
@@ -486,6 +553,7 @@ class BPETokenizer(Tokenizer):
 
         A tiny text may run out of pairs to merge first; the vocabulary is then smaller.
         """
+        vocab_size = check_int("vocab_size", vocab_size)
         n_merges = vocab_size - 256 - (len(SPECIAL_TOKENS) if specials else 0)
         if n_merges < 0:
             raise ValueError(f"vocab_size={vocab_size} is too small: the 256 bytes{' and 4 specials' * specials} need more")
@@ -497,6 +565,8 @@ class BPETokenizer(Tokenizer):
 
     def token(self, i: int) -> str:
         """What token ``i`` stands for, as text (bytes that are not whole characters show as �)."""
+        if check_int("token id", i) < 0 or i >= self.vocab_size:
+            raise ValueError(f"token id {i} is not in [0, {self.vocab_size}), the ids of this {type(self).__name__}")
         if i < self.n_specials:
             return SPECIAL_TOKENS[i]
         return self.token_bytes[i - self.n_specials].decode("utf-8", errors="replace")
@@ -513,10 +583,14 @@ class BPETokenizer(Tokenizer):
 
     def _encode(self, text: str) -> list[int]:
         ids = []
-        for chunk in split_chunks(text):
-            if chunk not in self._cache:  # the same few thousand chunks come again and again
-                self._cache[chunk] = [i + self.n_specials for i in self._encode_chunk(chunk)]
-            ids.extend(self._cache[chunk])
+        try:
+            for chunk in split_chunks(text):
+                if chunk not in self._cache:  # the same few thousand chunks come again and again
+                    self._cache[chunk] = [i + self.n_specials for i in self._encode_chunk(chunk)]
+                ids.extend(self._cache[chunk])
+        except UnicodeEncodeError:  # a lone surrogate: name its position in the text, not in the chunk
+            _utf8(text)
+            raise
         return ids
 
     def _decode(self, ids: list[int], skip_specials: bool) -> str:

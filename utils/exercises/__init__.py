@@ -35,13 +35,24 @@ def expect_shape(tensor, shape: tuple, what: str = "your result") -> None:
 
 
 def expect_close(actual, expected: torch.Tensor, what: str = "your result", atol: float = 1e-5, rtol: float = 1e-4) -> None:
-    """Shapes first (named in the message), then values, reporting the largest difference."""
+    """Shapes first (named in the message), then values, reporting the largest difference.
+
+    Both are compared in float64 (an integer answer is not truncated to match integer
+    expectations), and NaN is right exactly where NaN is expected.
+    """
     expect_shape(actual, tuple(expected.shape), what)
-    actual = actual.detach().to(expected.dtype).cpu()
-    expected = expected.detach().cpu()
-    expect(not torch.isnan(actual).any() or torch.isnan(expected).any(), f"{what} contains NaN")
-    if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
+    compare = torch.complex128 if actual.is_complex() or expected.is_complex() else torch.float64
+    actual = actual.detach().cpu().to(compare)
+    expected = expected.detach().cpu().to(compare)
+    for extra_nan, yours, theirs in ((actual, "contains NaN", "expected"), (expected, "should be NaN", "yours")):
+        other = expected if extra_nan is actual else actual
+        wrong = torch.isnan(extra_nan) & ~torch.isnan(other)
+        if wrong.any():
+            where = tuple(int(i) for i in torch.nonzero(wrong)[0])
+            raise ExerciseFailed(f"{what} {yours} at index {where} ({theirs} {other[where].item():.5g})")
+    if not torch.allclose(actual, expected, atol=atol, rtol=rtol, equal_nan=True):
         difference = (actual - expected).abs()
+        difference = difference.masked_fill(torch.isnan(difference), 0.0)  # NaN where NaN was expected: equal
         where = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
         raise ExerciseFailed(
             f"{what} differs from the expected values: the largest difference is "
