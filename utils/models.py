@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from utils.attention import KVCache
@@ -34,6 +33,7 @@ from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
 from utils.layers import LayerNorm, copy_layer_norm_from_torch
 from utils.positional import positional_encoding
+from utils.train import sequence_loss  # noqa: F401  (the book's one loss, kept in chapter 02's module)
 
 
 def add_positions(positions: nn.Module, x: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -50,21 +50,6 @@ def add_positions(positions: nn.Module, x: torch.Tensor, start: int = 0) -> torc
 def count_parameters(module: nn.Module) -> int:
     """Trainable numbers in ``module``; a tied (shared) tensor is counted once."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def sequence_loss(
-    logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int | None = None, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping ``pad_id`` targets.
-
-    ``label_smoothing`` ε trains against (1 - ε) on the target plus ε spread evenly
-    over all V tokens (Szegedy et al., 2016), as ``F.cross_entropy`` does.
-    """
-    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"logits must be (B, T, V) and targets (B, T); got {tuple(logits.shape)} and {tuple(targets.shape)}")
-    B, T, V = logits.shape
-    return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T),
-                           ignore_index=-100 if pad_id is None else pad_id, label_smoothing=label_smoothing)
 
 
 class _Preset:
@@ -276,8 +261,8 @@ class GPT(nn.Module):
 
     Token embedding, positions, ``n_layers`` causal blocks (chapter 08's
     ``EncoderBlock`` with ``causal=True``), a final LayerNorm when pre-norm, and the
-    output layer. Embeddings start small (standard deviation 0.02, as in GPT-2), so
-    the untrained model's loss is close to log V.
+    output layer. The weights start as GPT-2's do (:func:`init_gpt2_`), so the
+    untrained model's loss is close to log V.
     """
 
     def __init__(self, config: GPTConfig):
@@ -285,14 +270,12 @@ class GPT(nn.Module):
         self.config = config
         c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.C)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
         self.positions = positional_encoding(c.positional, c.C, c.block_size, c.dropout)
-        if c.positional == "learned":
-            nn.init.normal_(self.positions.embedding.weight, std=0.02)
         self.stack = Encoder(c.n_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)  # run with causal=True
         self.head = nn.Linear(c.C, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.token_embedding.weight
+        init_gpt2_(self)
 
     def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """ids (B, T) → logits (B, T, V). With a ``cache`` from :meth:`new_cache` (chapter 13),
@@ -313,3 +296,24 @@ class GPT(nn.Module):
         """An empty KV cache for :meth:`forward`: one :class:`~utils.attention.KVCache` per block."""
         return [KVCache() for _ in self.stack.blocks]
 
+
+@torch.no_grad()
+def init_gpt2_(model: GPT, std: float = 0.02) -> GPT:
+    """GPT-2's initialisation (Radford et al., 2019), in place; returns the model (chapter 11).
+
+    Every ``Linear`` weight and embedding table is drawn from N(0, std²), biases
+    are 0 and LayerNorms are left at gain 1, bias 0. The two projections that write
+    into the residual stream in each block (attention's ``out_proj`` and the
+    feed-forward ``linear2``) get std / √(2 · n_layers): the stream adds 2 · n_layers
+    such outputs, and their sum should keep the scale of one.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    residual_std = std / math.sqrt(2 * model.config.n_layers)
+    for block in model.stack.blocks:
+        nn.init.normal_(block.self_attention.out_proj.weight, std=residual_std)
+        nn.init.normal_(block.feed_forward.linear2.weight, std=residual_std)
+    return model

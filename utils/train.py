@@ -1,17 +1,50 @@
-"""Training loops shared by every chapter that trains something (chapter 02 on).
+"""Training: the loss, the batches and the loops that train the book's models (chapters 02 and 11).
 
 A language model in this book maps token ids ``(B, T)`` to logits ``(B, T, V)``;
 the loss is the cross-entropy between those logits and the next tokens.
+
+Chapter 02 keeps the first, plain pieces:
+
+* :func:`sequence_loss` — THE loss of the book: mean cross-entropy of logits
+  ``(B, T, V)`` against targets ``(B, T)``, skipping ignored (padding) targets;
+* :func:`get_batch` — random windows of a token stream, and targets shifted by one;
+* :func:`estimate_loss` — the mean loss of a few fixed random batches;
+* :func:`train` and :func:`train_language_model` — a plain loop with a progress bar.
+
+Chapter 11 adds the kit that trains real models (chapters 11–14 use it):
+
+* :class:`TrainConfig` — every setting of a run, in one dataclass;
+* :func:`learning_rate` — warm-up, then cosine decay (or inverse square root, or constant);
+* :func:`configure_optimizer` — AdamW with weight decay on weight matrices only;
+* :class:`Trainer` — gradient accumulation, clipping, mixed precision (autocast),
+  optional ``torch.compile``, evaluation, a progress bar with the current losses,
+  and checkpoints that resume a run exactly;
+* :func:`random_windows` / :func:`whole_split_loss` — training batches and an exact
+  validation loss for a language model on one long token stream;
+* the command line ``python -m utils.train gpt|translate ...`` (see :func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
+import json
+import math
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+# --- chapter 02: the loss, batches and a plain loop ----------------------------------------
 
 
 def progress(iterable, **kwargs):
@@ -23,6 +56,42 @@ def progress(iterable, **kwargs):
     """
     kwargs.setdefault("disable", os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"))
     return tqdm(iterable, **kwargs)
+
+
+def sequence_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    pad_id: int | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, T, V) against targets (B, T), over targets that are not ``ignore_index``.
+
+    ``label_smoothing`` ε trains against (1 - ε) on the target plus ε spread evenly
+    over all V tokens (Szegedy et al., 2016), as ``F.cross_entropy`` does.
+    ``pad_id`` is another name for ``ignore_index`` (chapter 10's). When *every*
+    target is ignored there is nothing to average and the result is NaN, as with
+    ``F.cross_entropy``; the training loops skip such a step (see :class:`Trainer`).
+    """
+    if logits.ndim != 3 or targets.ndim != 2 or tuple(targets.shape) != tuple(logits.shape[:2]):
+        raise ValueError(
+            f"logits must be (B, T, V) and targets (B, T) with the same B and T; got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    if torch.is_floating_point(targets) or torch.is_complex(targets):
+        raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
+    if pad_id is not None and ignore_index is not None and pad_id != ignore_index:
+        raise ValueError(f"pad_id={pad_id} and ignore_index={ignore_index} name the same thing; give one")
+    ignore = ignore_index if ignore_index is not None else pad_id
+    B, T, V = logits.shape
+    return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T),
+                           ignore_index=-100 if ignore is None else ignore, label_smoothing=label_smoothing)
+
+
+def language_model_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """The same as :func:`sequence_loss` (its older name, kept while chapters 02–10 switch)."""
+    return sequence_loss(logits, targets, ignore_index=ignore_index)
 
 
 def get_batch(
@@ -38,20 +107,24 @@ def get_batch(
     if len(data) <= block_size:
         raise ValueError(f"data has {len(data)} tokens, too few for windows of block_size={block_size}")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-    x = torch.stack([data[i : i + block_size] for i in starts])
-    y = torch.stack([data[i + 1 : i + 1 + block_size] for i in starts])
+    offsets = torch.arange(block_size)
+    x = data[starts[:, None] + offsets]  # (B, T)
+    y = data[starts[:, None] + offsets + 1]  # (B, T): the same windows, one token later
     return x.to(device), y.to(device)
 
 
-def language_model_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean cross-entropy of logits (B, T, V) against targets (B, T)."""
-    B, T, V = logits.shape
-    if targets.shape != (B, T):
-        raise ValueError(f"targets shape {tuple(targets.shape)} does not match logits {tuple(logits.shape)}")
-    return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), ignore_index=ignore_index)
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``with evaluating(model):`` eval mode and no gradients; the previous mode comes back afterwards, errors included."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
-@torch.no_grad()
 def estimate_loss(
     model: torch.nn.Module,
     splits: dict[str, torch.Tensor],
@@ -62,18 +135,21 @@ def estimate_loss(
     seed: int = 0,
 ) -> dict[str, float]:
     """Mean loss over ``eval_iters`` fixed random batches of each split (same batches every call)."""
-    was_training = model.training
-    model.eval()
     result = {}
-    for name, data in splits.items():
-        generator = torch.Generator().manual_seed(seed)
-        losses = [
-            language_model_loss(model(x), y).item()
-            for x, y in (get_batch(data, block_size, batch_size, device, generator) for _ in range(eval_iters))
-        ]
-        result[name] = sum(losses) / len(losses)
-    model.train(was_training)
+    with evaluating(model):
+        for name, data in splits.items():
+            generator = torch.Generator().manual_seed(seed)
+            losses = [
+                sequence_loss(model(x), y).item()
+                for x, y in (get_batch(data, block_size, batch_size, device, generator) for _ in range(eval_iters))
+            ]
+            result[name] = sum(losses) / len(losses)
     return result
+
+
+def _check_positive_int(value, name: str, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def train(
@@ -91,25 +167,34 @@ def train(
 
     ``loss_of_step(step)`` returns the loss of one batch; ``evaluate()`` (optional)
     returns named losses, recorded every ``eval_every`` steps and after the last.
-    Returns the history: ``{"step": [...], "loss": [...], "eval_step": [...], <eval names>: [...]}``.
+    A step whose loss is not finite (NaN or infinite, e.g. a batch whose targets are
+    all padding) changes no weight: it is skipped and listed in ``history["skipped"]``.
+    Returns the history: ``{"step": [...], "loss": [...], "eval_step": [...], <eval names>: [...], "skipped": [...]}``.
     """
-    history: dict[str, list] = {"step": [], "loss": [], "eval_step": []}
+    _check_positive_int(steps, "steps", minimum=0)
+    _check_positive_int(eval_every, "eval_every")
+    history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "skipped": []}
     model.train()
     bar = progress(range(steps), desc=description)
     for step in bar:
         loss = loss_of_step(step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        optimizer.step()
+        value = loss.item()
+        if math.isfinite(value):
+            loss.backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            optimizer.step()
+        else:
+            history["skipped"].append(step)
         history["step"].append(step)
-        history["loss"].append(loss.item())
+        history["loss"].append(value)
         if evaluate is not None and (step % eval_every == 0 or step == steps - 1):
             history["eval_step"].append(step)
             for name, value in evaluate().items():
                 history.setdefault(name, []).append(value)
-            bar.set_postfix({k: f"{history[k][-1]:.3f}" for k in history if k not in ("step", "loss", "eval_step")})
+            bar.set_postfix({k: f"{history[k][-1]:.3f}" for k in history
+                             if k not in ("step", "loss", "eval_step", "skipped")})
     return history
 
 
@@ -134,7 +219,7 @@ def train_language_model(
 
     def loss_of_step(step: int) -> torch.Tensor:
         x, y = get_batch(train_data, block_size, batch_size, device, generator)
-        return language_model_loss(model(x), y)
+        return sequence_loss(model(x), y)
 
     def evaluate() -> dict[str, float]:
         splits = {"train": train_data, "val": val_data}
@@ -142,3 +227,590 @@ def train_language_model(
 
     return train(model, loss_of_step, steps, optimizer, evaluate=evaluate, eval_every=eval_every,
                  clip_grad_norm=clip_grad_norm, description="training")
+
+
+# --- chapter 11: the training kit -----------------------------------------------------------
+
+SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. The defaults are a reasonable small run; tasks set their own."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # sequences per micro-batch
+    accumulation_steps: int = 1  # micro-batches per optimizer step (their gradients add up)
+    lr: float = 1e-3  # peak learning rate, reached at the end of the warm-up
+    min_lr: float = 1e-4  # where the cosine ends
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # "cosine" | "inverse_sqrt" | "constant"
+    weight_decay: float = 0.1  # on weight matrices only (configure_optimizer)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float | None = 1.0  # largest gradient norm; None: no clipping
+    label_smoothing: float = 0.0
+    eval_every: int = 100  # evaluate (and checkpoint) every so many steps, and after the last
+    seed: int = 1337
+    device: str = "auto"  # auto: cuda -> mps -> cpu
+    precision: str = "auto"  # auto: bf16 on GPUs that support it, else fp16 with a GradScaler on CUDA; fp32 on CPU/MPS
+    compile: bool = False  # torch.compile the model
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)  # a list after a round trip through a checkpoint
+        for name in ("steps", "warmup_steps", "seed"):
+            _check_positive_int(getattr(self, name), name, minimum=0)
+        for name in ("batch_size", "accumulation_steps", "eval_every"):
+            _check_positive_int(getattr(self, name), name)
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
+        if not (isinstance(self.min_lr, int | float) and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"min_lr must be between 0 and lr={self.lr}, got {self.min_lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0, 1, ..., config.steps - 1).
+
+    Warm-up: rises linearly to ``lr`` over ``warmup_steps`` steps (step 0 already
+    gets ``lr / warmup_steps``). Then
+
+    * ``"cosine"``: falls along half a cosine from ``lr`` to ``min_lr`` at the last step;
+    * ``"inverse_sqrt"``: ``lr · sqrt(warmup_steps / (step + 1))``, the schedule of
+      Vaswani et al. (2017) with its peak at ``lr``;
+    * ``"constant"``: stays at ``lr``.
+    """
+    c = config
+    if step < c.warmup_steps:
+        return c.lr * (step + 1) / c.warmup_steps
+    if c.schedule == "constant":
+        return c.lr
+    if c.schedule == "inverse_sqrt":
+        return c.lr * math.sqrt(max(c.warmup_steps, 1) / (step + 1))
+    decay_steps = c.steps - 1 - c.warmup_steps  # from the peak to the last step
+    progress_ = min(1.0, (step - c.warmup_steps) / decay_steps) if decay_steps > 0 else 1.0
+    return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress_))
+
+
+def decay_groups(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the parameters that get weight decay, and of those that do not.
+
+    Decay shrinks the weight *matrices* (``Linear`` weights, token embeddings), the
+    numbers that multiply an input. Biases, LayerNorm gains and biases (vectors) and
+    learned position tables (a bias per position, added, never multiplied) are left
+    alone: pulling them towards 0 has no meaning (a gain's neutral value is 1).
+    A tied tensor is listed once.
+    """
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        is_position_table = "position" in name
+        (decay if parameter.ndim >= 2 and not is_position_table else no_decay).append(name)
+    return decay, no_decay
+
+
+def configure_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter, 2019) with two groups: decay on matrices, none on the rest."""
+    decay, no_decay = decay_groups(model)
+    parameters = dict(model.named_parameters())
+    groups = [
+        {"params": [parameters[n] for n in decay], "weight_decay": config.weight_decay},
+        {"params": [parameters[n] for n in no_decay], "weight_decay": 0.0},
+    ]
+    on_cuda = all(p.is_cuda for p in parameters.values())
+    return torch.optim.AdamW(groups, lr=learning_rate(0, config), betas=config.betas,
+                             fused=True if on_cuda else None)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"``: CUDA, then MPS, then the CPU; a named device must exist on this machine."""
+    from utils.environment import pick_device
+
+    if name == "auto":
+        return pick_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r}: Apple's MPS is not available on this machine; use cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r}: the book runs on cpu, cuda or mps")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` → ``"bf16"`` on a CUDA GPU that supports it, ``"fp16"`` on an older one, ``"fp32"`` elsewhere."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision 'fp16' needs a CUDA GPU (it trains with a GradScaler); on {device.type} use "
+                         "fp32 or bf16")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """The mixed-precision context: matrix products in bf16/fp16, sensitive parts (softmax, losses) in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def to_device(batch, device: torch.device):
+    """A batch (a tensor, or a tuple/list of them) on ``device``; anything else is passed through."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(to_device(b, device) for b in batch)
+    return batch
+
+
+def default_loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
+    """The language-model loss: ``x, y = batch``; ``sequence_loss(model(x), y)``."""
+    x, y = batch
+    return sequence_loss(model(x), y)
+
+
+# Checkpoints ------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "llm-from-scratch checkpoint"
+CHECKPOINT_VERSION = 1
+MAX_SKIPPED_IN_A_ROW = 10  # non-finite steps in a row before training stops
+
+
+class CheckpointError(ValueError):
+    """A file is not a checkpoint of this book, or not one of this model and task."""
+
+
+def save_atomic(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(obj, f)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def write_json_atomic(data, path: str | Path) -> Path:
+    """A JSON file written to a temporary file, then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def load_checkpoint(path: str | Path, metadata: dict | None = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (no code runs) and check it.
+
+    ``metadata``: what the caller expects (task, model config, tokenizer, ...): every
+    key given must be equal in the checkpoint. Raises :class:`CheckpointError`
+    naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged zip, a pickle with code, an empty file...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this book (no {CHECKPOINT_FORMAT!r} header)")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is a checkpoint of version {checkpoint.get('version')!r}; this code reads "
+                              f"version {CHECKPOINT_VERSION}")
+    for key in ("model", "optimizer", "step", "config", "metadata"):
+        if key not in checkpoint:
+            raise CheckpointError(f"{path} is damaged: it has no {key!r}")
+    for key, expected in (metadata or {}).items():
+        found = checkpoint["metadata"].get(key)
+        if found != expected:
+            raise CheckpointError(f"{path} was made for another {key}: it has {_short(found)}, this run has "
+                                  f"{_short(expected)}")
+    return checkpoint
+
+
+def _short(value, limit: int = 120) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Trainer:
+    """Trains ``model`` for ``config.steps`` optimizer steps; ``fit()`` returns the history.
+
+    * ``batch_at(i)`` → a tuple of CPU tensors, micro-batch number ``i``
+      (``i = step · accumulation_steps + k``); a pure function of ``i``, so a resumed
+      run sees exactly the batches an uninterrupted one would.
+    * ``loss_of(model, batch)`` → scalar loss; default :func:`default_loss_of`.
+    * ``evaluate(model)`` → dict of floats including ``"val_loss"``; called every
+      ``eval_every`` steps and after the last, in eval mode under ``no_grad``
+      (training mode comes back afterwards, also after an exception).
+    * ``metadata``: a JSON-able dict stored in each checkpoint (task, model config,
+      tokenizer); :meth:`load` refuses a checkpoint whose metadata differs.
+    * ``out_dir``: where ``checkpoint.pt`` is written after every evaluation.
+
+    A step whose loss is not finite (NaN or infinite: a batch whose targets are all
+    padding, or a diverging model) changes no weight: it is skipped, listed in
+    ``history["skipped"]`` and warned about; after ``MAX_SKIPPED_IN_A_ROW`` such
+    steps in a row, training stops with a ``FloatingPointError`` naming the step.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        *,
+        batch_at: Callable[[int], tuple],
+        loss_of: Callable[[torch.nn.Module, tuple], torch.Tensor] | None = None,
+        evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        metadata: dict | None = None,
+        out_dir: str | Path | None = None,
+    ):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.model = model.to(self.device)
+        self.batch_at = batch_at
+        self.loss_of = loss_of or default_loss_of
+        self.evaluate = evaluate
+        self.metadata = dict(metadata or {})
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.is_main = True  # the process that prints and writes (only rank 0 under DDP)
+        self.optimizer = configure_optimizer(self.model, config)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.step = 0  # optimizer steps taken
+        self.history: dict[str, list] = {"step": [], "train_loss": [], "lr": [], "grad_norm": [], "eval_step": [],
+                                         "skipped": []}
+        self.train_seconds = 0.0  # time in training steps, evaluation excluded
+        self.eval_seconds = 0.0
+        self._saved_step: int | None = None
+        self.forward_model = self._prepare_model(self.model)
+
+    def _prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model the training steps call: the place for wrappers (torch.compile here, DDP in chapter 14)."""
+        if self.config.compile:
+            return torch.compile(model)
+        return model
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "checkpoint.pt"
+
+    def run_evaluation(self) -> dict[str, float]:
+        """Call ``evaluate(model)`` now (eval mode, no_grad) and record the results at the current step."""
+        if self.evaluate is None:
+            raise ValueError("this Trainer has no evaluate function")
+        start = time.perf_counter()
+        with evaluating(self.model), autocast(self.device, self.precision):
+            results = {name: float(value) for name, value in self.evaluate(self.model).items()}
+        if "val_loss" not in results:
+            raise ValueError(f"evaluate(model) must return a dict with 'val_loss'; got keys {sorted(results)}")
+        self.eval_seconds += time.perf_counter() - start
+        self.history["eval_step"].append(self.step)
+        for name, value in results.items():
+            self.history.setdefault(name, []).append(value)
+        return results
+
+    def train_step(self, step: int) -> tuple[float, float | None]:
+        """One optimizer step from ``accumulation_steps`` micro-batches; returns (loss, gradient norm)."""
+        c = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(step, c)
+        total = torch.zeros((), device=self.device)
+        for k in range(c.accumulation_steps):
+            batch = to_device(self.batch_at(step * c.accumulation_steps + k), self.device)
+            with autocast(self.device, self.precision):
+                loss = self.loss_of(self.forward_model, batch) / c.accumulation_steps
+            self.scaler.scale(loss).backward()  # gradients add up over the micro-batches
+            total += loss.detach().float()
+        value = total.item()
+        grad_norm = None
+        if math.isfinite(value):
+            if c.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip).item()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return value, grad_norm
+
+    def fit(self, until: int | None = None) -> dict[str, list]:
+        """Train from ``self.step`` to ``config.steps`` (or only to step ``until``, as if interrupted there).
+
+        Returns the history (also kept in ``self.history``). With ``out_dir``, a
+        checkpoint is written after each evaluation and when ``fit`` returns.
+        """
+        c, h = self.config, self.history
+        end = c.steps if until is None else until
+        if isinstance(end, bool) or not isinstance(end, int) or not self.step <= end <= c.steps:
+            raise ValueError(f"until must be an integer step from {self.step} to steps={c.steps}, got {until!r}")
+        self.model.train()
+        hide = {} if self.is_main else {"disable": True}
+        bar = progress(range(self.step, end), initial=self.step, total=c.steps, desc="training", **hide)
+        skipped_in_a_row = 0
+        for step in bar:
+            start = time.perf_counter()
+            loss, grad_norm = self.train_step(step)
+            self.train_seconds += time.perf_counter() - start
+            self.step = step + 1
+            if math.isfinite(loss):
+                skipped_in_a_row = 0
+            else:
+                h["skipped"].append(step)
+                skipped_in_a_row += 1
+                warnings.warn(f"step {step}: the loss is {loss}; the step was skipped (no weight changed)",
+                              stacklevel=2)
+                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    raise FloatingPointError(
+                        f"step {step}: the loss was not finite in {skipped_in_a_row} steps in a row (last {loss}); "
+                        "training stopped. Look for batches whose targets are all padding, or lower the learning rate"
+                    )
+            h["step"].append(step)
+            h["train_loss"].append(loss)
+            h["lr"].append(learning_rate(step, c))
+            h["grad_norm"].append(grad_norm)
+            postfix = {"loss": f"{loss:.3f}"}
+            if self.evaluate is not None and (self.step % c.eval_every == 0 or self.step == c.steps):
+                self.run_evaluation()
+                self._save_checkpoint()
+            if "val_loss" in h and h["val_loss"]:
+                postfix["val"] = f"{h['val_loss'][-1]:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+        bar.close()
+        self._save_checkpoint()
+        return h
+
+    def _save_checkpoint(self) -> None:
+        """Write ``out_dir/checkpoint.pt`` (main process only) unless it already holds this step."""
+        if self.checkpoint_path is not None and self.is_main and self._saved_step != self.step:
+            self.save(self.checkpoint_path)
+            self._saved_step = self.step
+
+    # Checkpoints ---------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """Everything a checkpoint holds (tensors, numbers, strings, lists and dicts only)."""
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "config": asdict(self.config),
+            "metadata": self.metadata,
+            "history": self.history,
+            "rng": rng,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically (temporary file, then rename): a good file is never half overwritten."""
+        return save_atomic(self.state(), path)
+
+    def load(self, path: str | Path) -> Trainer:
+        """Resume from a checkpoint of the same model and task: weights, optimizer, scaler, step, history, RNG."""
+        checkpoint = load_checkpoint(path, self.metadata)
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()
+            raise CheckpointError(f"{path} holds weights of another model shape: {' '.join(first[:3])}") from None
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: its optimizer state does not fit this model ({error})") from None
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        step = checkpoint["step"]
+        if not isinstance(step, int) or step < 0:
+            raise CheckpointError(f"{path} is damaged: step is {step!r}")
+        self.step = step
+        self.history = {k: list(v) for k, v in checkpoint.get("history", {}).items()} or self.history
+        rng = checkpoint.get("rng", {})
+        if "cpu" in rng:
+            torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return self
+
+
+# Language models on one long token stream -------------------------------------------------
+
+
+def random_windows(data: torch.Tensor, block_size: int, batch_size: int, seed: int = 0) -> Callable[[int], tuple]:
+    """``batch_at(i)`` for a token stream: micro-batch ``i`` is ``batch_size`` random windows and their targets.
+
+    The windows of micro-batch ``i`` depend only on ``(seed, i)``, so a resumed run
+    draws exactly the batches an uninterrupted one would.
+    """
+    if data.ndim != 1:
+        raise ValueError(f"data must be a 1-D tensor of token ids, got shape {tuple(data.shape)}")
+    if len(data) <= block_size:
+        raise ValueError(f"data has {len(data)} tokens, too few for windows of block_size={block_size}")
+
+    def batch_at(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        return get_batch(data, block_size, batch_size, generator=generator)
+
+    return batch_at
+
+
+def whole_split_loss(
+    model: torch.nn.Module, data: torch.Tensor, block_size: int, batch_size: int = 256
+) -> float:
+    """The exact mean cross-entropy of predicting every token of ``data`` from the ones before it.
+
+    The stream is cut into non-overlapping windows of ``block_size`` tokens (the last
+    one shorter), so each of the ``len(data) - 1`` targets is scored exactly once,
+    with between 0 and ``block_size - 1`` tokens of context before it. Runs in eval
+    mode under ``no_grad``; the model's mode is restored afterwards.
+    """
+    if data.ndim != 1 or len(data) < 2:
+        raise ValueError(f"data must be a 1-D tensor of at least 2 token ids, got shape {tuple(data.shape)}")
+    _check_positive_int(block_size, "block_size")
+    _check_positive_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    n_targets = len(data) - 1
+    n_full = n_targets // block_size
+    total = 0.0
+    x = data[: n_full * block_size].view(n_full, block_size)  # (n_full, T)
+    y = data[1 : n_full * block_size + 1].view(n_full, block_size)  # (n_full, T)
+    pieces = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n_full, batch_size)]
+    if n_targets % block_size:
+        pieces.append((data[n_full * block_size : -1][None], data[n_full * block_size + 1 :][None]))  # (1, rest)
+    with evaluating(model):
+        for xb, yb in pieces:
+            logits = model(xb.to(device))  # (B, T, V)
+            total += F.cross_entropy(logits.float().flatten(0, 1), yb.to(device).flatten(), reduction="sum").item()
+    return total / n_targets
+
+
+# --- the command line ----------------------------------------------------------------------
+
+TASKS = {"gpt": "utils.shakespeare", "translate": "utils.translation"}
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed on one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m utils.train TASK [options]``: the common options here, each task adds its own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.train",
+        description="Train one of the book's models from the command line. The last line printed is one "
+                    "JSON object summarising the run (task, preset, device, steps, seconds, val_loss, ...).",
+    )
+    tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    helps = {"gpt": "chapter 11: a character-level GPT on Tiny Shakespeare",
+             "translate": "chapter 12: a German-to-English Transformer on Multi30k"}
+    for name, module_name in TASKS.items():
+        sub = tasks.add_parser(name, help=helps[name], description=helps[name])
+        add_common_arguments(sub)
+        module = _task_module(module_name, required=False)
+        if module is not None:
+            module.add_arguments(sub)
+    return parser
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="cpu",
+                        help="the sizes of model and run: 'cpu' (minutes on a laptop) or 'gpu' (default: cpu)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps to train for (default: the preset's); with --resume, the total")
+    parser.add_argument("--out", default=None,
+                        help="folder for checkpoint.pt and metrics.json (default: runs/TASK-PRESET)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt (same task and model) instead of starting afresh")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to train (default: auto, i.e. cuda, then mps, then cpu)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (faster steps on a GPU after a slow start; slower on a CPU)")
+    parser.add_argument("--seed", type=int, default=1337, help="seed for weights and batches (default: 1337)")
+
+
+def _task_module(name: str, required: bool = True):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if not required and error.name == name:
+            return None
+        raise
+
+
+def process_seconds() -> float:
+    """Seconds since this Python process started (start-up and imports included); Linux, else since import."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (0 done, 2 bad arguments)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits with 2 and one usage line on bad syntax
+    try:
+        if args.steps is not None and args.steps < 0:
+            raise UsageError(f"--steps must be >= 0, got {args.steps}")
+        module = _task_module(TASKS[args.task], required=False)
+        if module is None:
+            raise UsageError(f"task {args.task!r} is not available in this checkout ({TASKS[args.task]} is missing)")
+        summary = module.run(args)
+    except (UsageError, CheckpointError, ValueError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    summary = {"task": args.task, **summary, "seconds": round(process_seconds(), 2)}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the main() of the imported module ``utils.train``, not of this ``__main__`` copy: task modules
+    # import utils.train, and its exception classes must be the ones main() catches.
+    from utils.train import main as main_of_module
+
+    sys.exit(main_of_module())

@@ -1,0 +1,172 @@
+"""Chapter 11's task: a character-level GPT trained on Tiny Shakespeare.
+
+* the data: chapter 01's character tokenizer on Tiny Shakespeare, the first 90 %
+  of the text for training and the last 10 % for validation (:func:`load_data`);
+* two presets, each a model size and a training run (:data:`PRESETS`): ``cpu``
+  trains in well under a minute on two CPU cores, ``gpu`` is nanoGPT's
+  "baby GPT" size for one GPU;
+* the validation loss on the *whole* validation split (:func:`evaluate`), so the
+  figure is exact rather than estimated from a few random batches;
+* :func:`sample`, and :func:`run`, the ``gpt`` task of ``python -m utils.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from utils.data import load_tiny_shakespeare, train_val_split
+from utils.generate import generate
+from utils.models import GPT, GPTConfig, count_parameters
+from utils.tokenizers import CharTokenizer, Tokenizer
+from utils.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    UsageError,
+    load_checkpoint,
+    random_windows,
+    whole_split_loss,
+    write_json_atomic,
+)
+
+TASK = "gpt"
+
+# Each preset: the model's sizes (GPTConfig fields) and the run (TrainConfig fields).
+PRESETS: dict[str, dict[str, dict]] = {
+    "cpu": {
+        "model": dict(block_size=64, C=128, n_heads=4, n_layers=4, dropout=0.0),
+        "train": dict(steps=1000, batch_size=12, lr=4e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.1,
+                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=250),
+    },
+    # nanoGPT's baby GPT for Tiny Shakespeare: 6 layers, 6 heads, C = 384, context 256, dropout 0.2.
+    "gpu": {
+        "model": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.2),
+        "train": dict(steps=5000, batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=500),
+    },
+}
+
+
+def load_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """The character tokenizer (V = 65) and the training and validation ids (first 90 % / last 10 %)."""
+    text = load_tiny_shakespeare()
+    tokenizer = CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_ids, val_ids = train_val_split(ids)
+    return tokenizer, train_ids, val_ids
+
+
+def configs(preset: str, vocab_size: int, **train_overrides) -> tuple[GPTConfig, TrainConfig]:
+    """The model and training configs of a preset; ``train_overrides`` replace TrainConfig fields."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    model_config = GPTConfig(vocab_size=vocab_size, **PRESETS[preset]["model"])
+    train_config = TrainConfig(**{**PRESETS[preset]["train"], **train_overrides})
+    return model_config, train_config
+
+
+def evaluate(model: torch.nn.Module, val_ids: torch.Tensor) -> dict[str, float]:
+    """``{"val_loss": ...}``: the mean cross-entropy over every character of the validation split."""
+    return {"val_loss": whole_split_loss(model, val_ids, model.config.block_size)}
+
+
+def sample(
+    model: GPT, tokenizer: Tokenizer, prompt: str = "\n", n: int = 300, temperature: float = 1.0, seed: int = 0
+) -> str:
+    """``n`` characters written by the model after ``prompt`` (reproducible for a given seed)."""
+    device = next(model.parameters()).device
+    idx = torch.tensor([tokenizer.encode(prompt)], device=device)  # (1, T)
+    out = generate(model, idx, n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+    return tokenizer.decode(out[0, len(prompt):].tolist())
+
+
+def metadata(model_config: GPTConfig, tokenizer: Tokenizer) -> dict:
+    """What a checkpoint of this task must match to be resumed: the task, the model's sizes, the tokenizer."""
+    return {"task": TASK, "model": dataclasses.asdict(model_config), "tokenizer": tokenizer.to_dict()}
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
+    """Rebuild a trained model and its tokenizer from a checkpoint written by this task."""
+    checkpoint = load_checkpoint(path, {"task": TASK})
+    try:
+        model = GPT(GPTConfig(**checkpoint["metadata"]["model"]))
+        tokenizer = CharTokenizer.from_dict(checkpoint["metadata"]["tokenizer"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is damaged: {error}") from None
+    return model.eval(), tokenizer
+
+
+# --- the command line: python -m utils.train gpt ... --------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="evaluate on the whole validation split and write a checkpoint every so many steps "
+                             "(default: the preset's)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even when OUT already holds a checkpoint (it is replaced)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train (or resume) the GPT of a preset; writes OUT/checkpoint.pt and OUT/metrics.json; returns the summary."""
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+    out = Path(args.out or f"runs/{TASK}-{args.preset}")
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{checkpoint_path} already exists; pass --resume to continue it, --overwrite to "
+                         "replace it, or --out to train elsewhere")
+    if args.resume and not checkpoint_path.exists():
+        raise UsageError(f"--resume: there is no checkpoint at {checkpoint_path}")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise UsageError(f"--eval-every must be >= 1, got {args.eval_every}")
+
+    tokenizer, train_ids, val_ids = load_data()
+    overrides = {"device": args.device, "compile": args.compile, "seed": args.seed}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.eval_every is not None:
+        overrides["eval_every"] = args.eval_every
+    model_config, train_config = configs(args.preset, tokenizer.vocab_size, **overrides)
+
+    torch.manual_seed(train_config.seed)
+    model = GPT(model_config)
+    trainer = Trainer(
+        model,
+        train_config,
+        batch_at=random_windows(train_ids, model_config.block_size, train_config.batch_size, train_config.seed),
+        evaluate=lambda m: evaluate(m, val_ids),
+        metadata=metadata(model_config, tokenizer),
+        out_dir=out,
+    )
+    if args.resume:
+        trainer.load(checkpoint_path)  # a checkpoint of another model or a damaged file: CheckpointError, exit 2
+    start_step = trainer.step
+    history = trainer.fit()
+    if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
+        trainer.run_evaluation()  # e.g. --steps 0, or a resumed run that was already complete
+
+    steps_run = trainer.step - start_step
+    tokens = steps_run * train_config.accumulation_steps * train_config.batch_size * model_config.block_size
+    summary = {
+        "preset": args.preset,
+        "device": trainer.device.type,
+        "precision": trainer.precision,
+        "steps": trainer.step,
+        "parameters": count_parameters(model),
+        "train_seconds": round(trainer.train_seconds, 2),
+        "train_tokens_per_second": round(tokens / trainer.train_seconds) if trainer.train_seconds > 0 else None,
+        "val_loss": round(history["val_loss"][-1], 4),
+        "checkpoint": str(checkpoint_path),
+    }
+    write_json_atomic({"summary": summary, "train_config": dataclasses.asdict(train_config),
+                       "model_config": dataclasses.asdict(model_config), "history": history,
+                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, out / "metrics.json")
+    return summary
