@@ -191,3 +191,24 @@ def test_a_file_or_folder_in_the_wrong_place_is_named(data_dir, monkeypatch):
     (data_dir / "folder.txt").mkdir()
     with pytest.raises(DataError, match="is a folder, not the file folder.txt"):
         data.fetch("folder.txt")
+
+
+def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = data.write_atomically(tmp_path / "state.bin", b"good")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_bytes() == b"good" and path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would
+
+    def fails_midway(f):
+        f.write(b"half of a ")
+        raise KeyboardInterrupt  # the kernel interrupted while saving
+
+    with pytest.raises(KeyboardInterrupt):
+        data.write_atomically(path, fails_midway)
+    assert path.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+    path.chmod(0o600)
+    data.write_atomically(path, lambda f: torch.save({"w": torch.ones(2)}, f))
+    assert torch.load(path, weights_only=True)["w"].tolist() == [1.0, 1.0]
+    assert path.stat().st_mode & 0o777 == 0o600  # an existing file keeps its permissions
+    with pytest.raises(FileNotFoundError, match=r"the folder .*no-such-folder does not exist"):
+        data.write_atomically(tmp_path / "no-such-folder" / "x.bin", b"")

@@ -287,3 +287,11 @@ def test_sampling_names_logits_it_cannot_sample_from():
         sample_next(logits)
     with pytest.raises(ValueError, match="row 0"):
         sample_next(torch.tensor([[float("nan"), 1.0]]))
+
+
+def test_greedy_refuses_nan_logits_instead_of_picking_them():
+    logits = torch.tensor([[0.0, 1.0, 0.5], [0.0, float("nan"), 3.0]])
+    with pytest.raises(ValueError, match=r"row \(1,\) contain NaN"):
+        greedy(logits)  # argmax would answer 1, the NaN
+    with pytest.raises(ValueError, match="contain NaN"):
+        sample_next(logits, temperature=0)

@@ -465,3 +465,22 @@ def test_every_truncation_of_a_file_loads_or_gives_the_documented_error(tokenize
             assert str(bad) in str(error)
         else:
             assert loaded == tokenizer  # only the final newline was cut
+
+
+def test_bpe_refuses_a_repeated_merge_and_pad_batch_a_pad_id_that_is_not_an_integer(tmp_path):
+    with pytest.raises(ValueError, match=r"merge 1 repeats merge 0, \(97, 98\)"):
+        BPETokenizer([(97, 98), (97, 98)])  # the second would never be used: encoding would skip id 257
+    path = BPETokenizer([(97, 98)]).save(tmp_path / "tok.json")
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "merges": [[97, 98], [97, 98]]}))
+    with pytest.raises(ValueError, match=f"{path}.*repeats merge 0"):
+        load_tokenizer(path)
+    from utils.tokenizers import pad_batch
+
+    with pytest.raises(ValueError, match="pad_id must be an integer, got 0.5"):
+        pad_batch([[1, 2], [3]], pad_id=0.5)  # torch would silently make it 0
+
+
+def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"the folder .*missing does not exist"):
+        CharTokenizer.from_text("ab").save(tmp_path / "missing" / "tok.json")

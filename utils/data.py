@@ -5,6 +5,8 @@ The book never ships data. :func:`fetch` looks for a file in the data directory
 missing, it downloads it from its canonical address, checks its sha256 and only
 then moves it into place, so an interrupted or corrupt download leaves nothing
 behind. Every error says what went wrong and how to place the file by hand.
+:func:`write_atomically` is that last step on its own, for every file the book
+writes (tokenizers, checkpoints): a temporary file, then a rename.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -73,6 +77,44 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permissions ``open(path, "w")`` would leave: the old file's, or 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_atomically(path: str | Path, content: bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write a file that is never seen half written: a temporary file beside it, then a rename.
+
+    ``content`` is bytes, or a function that writes into a binary file, e.g.
+    ``lambda f: torch.save(state, f)``. If anything fails (a full disk, an
+    interrupted kernel, an error raised by ``content``), the old file at ``path`` is
+    left as it was and no temporary file remains. Returns the path.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            if callable(content):
+                content(out)
+            else:
+                out.write(content)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename makes it visible
+        os.chmod(temporary, _new_file_mode(path))  # mkstemp makes files private (0o600)
+        os.replace(temporary, path)  # atomic: readers see the old file or the new one
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
 def _by_hand(file: DataFile, path: Path) -> str:
     return (
         f"To place it by hand (e.g. when offline): download {file.url} on a machine that "
@@ -92,29 +134,25 @@ def download(file: DataFile, path: Path, timeout: float = 60.0) -> Path:
         raise DataError(
             f"Could not create the data folder {path.parent} for {file.name}: {reason}.\n{_by_hand(file, path)}"
         ) from error
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
+
+    def download_and_verify(out: BinaryIO) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as out:
-            try:
-                with urllib.request.urlopen(file.url, timeout=timeout) as response:
-                    for block in iter(lambda: response.read(1 << 16), b""):
-                        digest.update(block)
-                        out.write(block)
-            except (urllib.error.URLError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                raise DataError(f"Could not download {file.name} from {file.url}: {reason}.\n{_by_hand(file, path)}") from error
+        try:
+            with urllib.request.urlopen(file.url, timeout=timeout) as response:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    digest.update(block)
+                    out.write(block)
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise DataError(f"Could not download {file.name} from {file.url}: {reason}.\n{_by_hand(file, path)}") from error
         actual = digest.hexdigest()
         if actual != file.sha256:
             raise DataError(
                 f"The download of {file.name} from {file.url} is corrupt: expected sha256 "
                 f"{file.sha256}, got {actual}. Nothing was saved; try again later.\n{_by_hand(file, path)}"
             )
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+
+    return write_atomically(path, download_and_verify)  # an error above leaves nothing behind
 
 
 def fetch(name: str, timeout: float = 60.0) -> Path:

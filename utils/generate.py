@@ -39,8 +39,11 @@ def _check_logits(logits: torch.Tensor) -> None:
 
 
 def greedy(logits: torch.Tensor) -> torch.Tensor:
-    """The most likely token: logits (..., V) -> ids (...)."""
+    """The most likely token: logits (..., V) -> ids (...). NaN logits raise (argmax would pick them)."""
     _check_logits(logits)
+    if torch.isnan(logits).any():
+        row = tuple(torch.isnan(logits).any(dim=-1).nonzero()[0].tolist())
+        raise ValueError(f"the logits of row {row} contain NaN: there is no most likely token")
     return logits.argmax(dim=-1)
 
 

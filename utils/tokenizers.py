@@ -34,38 +34,17 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from utils.checks import check_int
+from utils.data import write_atomically
 
 SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")
 FILE_FORMAT = "llm-from-scratch/tokenizer"
 FILE_VERSION = 1
-
-
-def write_atomically(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
-
-    The rename is atomic: readers see the old file or the new one, never half of
-    one, and an error (a full disk, an interrupted kernel) leaves the old file as it was.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
 
 
 def _utf8(text: str, what: str = "the text") -> bytes:
@@ -272,6 +251,7 @@ def pad_batch(sequences: list[list[int]], pad_id: int, device=None):
 
     if not sequences:
         raise ValueError("pad_batch needs at least one sequence")
+    pad_id = check_int("pad_id", pad_id)
     T_max = max(len(s) for s in sequences)
     ids = torch.tensor([list(s) + [pad_id] * (T_max - len(s)) for s in sequences], dtype=torch.long, device=device)
     lengths = torch.tensor([len(s) for s in sequences], device=device)
@@ -539,11 +519,14 @@ class BPETokenizer(Tokenizer):
     def __init__(self, merges: Iterable[tuple[int, int]], specials: bool = False):
         super().__init__(specials)
         self.merges = [tuple(pair) for pair in merges]  # merge i makes byte-level id 256 + i
-        self.ranks = {pair: i for i, pair in enumerate(self.merges)}
+        self.ranks: dict[tuple[int, int], int] = {}  # pair -> the merge that joins it
         self.token_bytes = [bytes([b]) for b in range(256)]  # byte-level id -> the bytes it stands for
         for i, (a, b) in enumerate(self.merges):
             if not (type(a) is int and type(b) is int and 0 <= a < 256 + i and 0 <= b < 256 + i):
                 raise ValueError(f"merge {i} is {(a, b)}, but it may only join ids 0..{256 + i - 1} made before it")
+            if (a, b) in self.ranks:
+                raise ValueError(f"merge {i} repeats merge {self.ranks[(a, b)]}, {(a, b)}: each pair is merged once")
+            self.ranks[(a, b)] = i
             self.token_bytes.append(self.token_bytes[a] + self.token_bytes[b])
         self._cache: dict[str, list[int]] = {}
 
