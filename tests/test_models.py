@@ -224,3 +224,15 @@ def test_transformer_refuses_token_ids_outside_each_vocabulary():
         model(src, torch.full((2, 3), V))
     with pytest.raises(ValueError, match=r"src holds token id -3"):
         model.encode(torch.full((1, 2), -3))
+
+
+def test_configs_with_sizes_that_are_not_integers_are_named():  # issue 11
+    with pytest.raises(ValueError, match="vocab_size must be an integer, got 65.0"):
+        GPT(GPTConfig(vocab_size=65.0))
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        GPT(GPTConfig(vocab_size=V, block_size=0))
+    with pytest.raises(ValueError, match="tgt_vocab_size must be an integer"):
+        Transformer(TransformerConfig(src_vocab_size=V, tgt_vocab_size="30"))
+    with pytest.raises(ValueError, match=r"pad_id=30 is not an id of both vocabularies .*pad_id=None"):
+        Transformer(TransformerConfig(src_vocab_size=V + 5, tgt_vocab_size=V, pad_id=V))
+    assert Transformer(TransformerConfig(src_vocab_size=V, tgt_vocab_size=V, pad_id=None)).config.pad_id is None

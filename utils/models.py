@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from utils.attention import KVCache
-from utils.checks import check_token_ids
+from utils.checks import check_int, check_token_ids
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
 from utils.layers import LayerNorm, copy_layer_norm_from_torch
@@ -110,6 +110,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        for name in ("src_vocab_size", "tgt_vocab_size", "max_len"):
+            check_int(name, getattr(c, name), minimum=1)
+        if c.pad_id is not None and not 0 <= check_int("pad_id", c.pad_id) < min(c.src_vocab_size, c.tgt_vocab_size):
+            raise ValueError(f"pad_id={c.pad_id} is not an id of both vocabularies (src_vocab_size={c.src_vocab_size}, "
+                             f"tgt_vocab_size={c.tgt_vocab_size}); use pad_id=None for a model without padding")
         self.src_embedding = nn.Embedding(c.src_vocab_size, c.C)
         self.tgt_embedding = nn.Embedding(c.tgt_vocab_size, c.C)
         for embedding in (self.src_embedding, self.tgt_embedding):
@@ -269,6 +274,8 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        for name in ("vocab_size", "block_size"):
+            check_int(name, getattr(c, name), minimum=1)
         self.token_embedding = nn.Embedding(c.vocab_size, c.C)
         self.positions = positional_encoding(c.positional, c.C, c.block_size, c.dropout)
         self.stack = Encoder(c.n_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)  # run with causal=True
