@@ -43,3 +43,14 @@ def test_loss_curves_and_diagrams():
     with pytest.raises(ValueError, match="decoder-only"):
         draw_transformer("encoder-only")
     plt.close("all")
+
+
+def test_plots_name_bad_arguments():  # issue 11
+    assert heatmap([[1.0, 2.0], [3.0, 4.0]]).images  # nested lists are fine
+    with pytest.raises(ValueError, match="1 titles for 3 heads"):
+        attention_heatmaps(torch.rand(3, 2, 2), titles=["a"])
+    with pytest.raises(ValueError, match="columns must be >= 1"):
+        attention_heatmaps(torch.rand(3, 2, 2), columns=0)
+    with pytest.raises(ValueError, match="curve 'train' has 3 values but 2 steps"):
+        loss_curves({"train": [3.0, 2.0, 1.0]}, steps=[0, 10])
+    plt.close("all")

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+
+from utils.checks import check_int
 
 
 def _axes(ax=None, figsize=None):
@@ -40,6 +43,7 @@ def heatmap(
     """
     if isinstance(matrix, torch.Tensor):
         matrix = matrix.detach().float().cpu().numpy()
+    matrix = np.asarray(matrix)  # nested lists too
     if matrix.ndim != 2:
         raise ValueError(f"heatmap needs a 2-D matrix, got shape {tuple(matrix.shape)}")
     ax = _axes(ax)
@@ -95,7 +99,9 @@ def attention_heatmaps(
     if weights.ndim != 3:
         raise ValueError(f"expected weights of shape (n_heads, T_q, T_k), got {tuple(weights.shape)}")
     n = weights.shape[0]
-    columns = min(columns, n)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"{len(titles)} titles for {n} heads (weights of shape {tuple(weights.shape)})")
+    columns = min(check_int("columns", columns, minimum=1), n)
     rows = -(-n // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 0.6, size * rows + 0.4), squeeze=False,
                              layout="constrained")
@@ -131,6 +137,8 @@ def loss_curves(
     for name, values in history.items():
         xs = steps.get(name) if isinstance(steps, Mapping) else steps
         xs = list(xs) if xs is not None else list(range(len(values)))
+        if len(xs) != len(values):
+            raise ValueError(f"curve {name!r} has {len(values)} values but {len(xs)} steps")
         ax.plot(xs, list(values), label=name)
     for name, value in (baselines or {}).items():
         ax.axhline(value, linestyle="--", linewidth=1, color="grey")
