@@ -74,3 +74,34 @@ def test_exercises_have_checked_hidden_solutions(path):
         assert re.search(r"\bcheck_\w+\(", source(cell)), "a solution ends by calling its checker"
         printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
         assert "✓" in printed, "its stored output shows the tick"
+
+
+# Chapters whose stored outputs still have lines over 88 characters (being fixed; the
+# exercises' "not attempted yet" message is one of them). Empty this set as they pass.
+LONG_OUTPUT_LINES_PENDING = {
+    "00_introduction", "01_tokenization", "02_embeddings", "03_positional_encoding",
+    "04_self_attention", "05_masked_self_attention", "06_cross_attention", "07_feed_forward",
+    "08_encoder", "09_decoder", "10_output_head", "14_distributed_training",
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.xfail(reason="long output lines being fixed"))
+     if p.stem in LONG_OUTPUT_LINES_PENDING else p for p in CHAPTERS],
+    ids=ids,
+)
+def test_stored_output_lines_fit_88_characters(path):
+    """Printed text is read on the site and in Colab: no line may need sideways scrolling."""
+    long_lines = []
+    for cell in code_cells(load(path)):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if output["output_type"] == "stream":
+                text = "".join(output["text"])
+            elif "text/plain" in data and not any(k.startswith("image/") for k in data):
+                text = "".join(data["text/plain"])
+            else:
+                continue
+            long_lines += [line for line in text.splitlines() if len(line) > 88]
+    assert not long_lines, f"{len(long_lines)} output line(s) over 88 characters, e.g. {long_lines[0]!r}"
