@@ -212,3 +212,9 @@ def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600  # an existing file keeps its permissions
     with pytest.raises(FileNotFoundError, match=r"the folder .*no-such-folder does not exist"):
         data.write_atomically(tmp_path / "no-such-folder" / "x.bin", b"")
+
+
+def test_train_val_split_names_a_fraction_that_is_not_a_number():  # issue 11
+    for bad in ("0.9", None, True, float("nan"), 1.0):
+        with pytest.raises(ValueError, match="train_fraction must be a number between 0 and 1"):
+            data.train_val_split(list(range(10)), bad)

@@ -484,3 +484,11 @@ def test_bpe_refuses_a_repeated_merge_and_pad_batch_a_pad_id_that_is_not_an_inte
 def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"the folder .*missing does not exist"):
         CharTokenizer.from_text("ab").save(tmp_path / "missing" / "tok.json")
+
+
+def test_decode_refuses_booleans_as_token_ids():  # a mask passed by mistake would decode as ids 0 and 1
+    tok = CharTokenizer.from_text("ab")
+    with pytest.raises(TypeError, match=r"got True \(bool\) at position 0"):
+        tok.decode([True, False])
+    with pytest.raises(TypeError, match="bool"):
+        tok.decode(torch.tensor([True, False]))

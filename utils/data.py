@@ -205,7 +205,7 @@ def load_multi30k(split: str = "train") -> list[tuple[str, str]]:
 
 def train_val_split(data: torch.Tensor | str | list, train_fraction: float = 0.9):
     """The first ``train_fraction`` for training, the rest for validation (the field's split)."""
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be between 0 and 1, not {train_fraction}")
+    if isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be a number between 0 and 1, not {train_fraction!r}")
     n = int(train_fraction * len(data))
     return data[:n], data[n:]

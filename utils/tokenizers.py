@@ -137,7 +137,7 @@ class Tokenizer:
             ids = ids.tolist()
         ids = list(ids)
         for position, i in enumerate(ids):
-            if not isinstance(i, int):
+            if isinstance(i, bool) or not isinstance(i, int):  # True would silently be id 1
                 raise TypeError(f"token ids are integers; got {i!r} ({type(i).__name__}) at position {position}")
             if not 0 <= i < self.vocab_size:
                 raise ValueError(
