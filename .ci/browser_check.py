@@ -10,6 +10,8 @@ at once. Checked:
 * at 390 px (a phone), every page of the table of contents, in one Chromium run:
   no page is wider than the screen (nothing makes it scroll sideways), and every
   table wider than the screen carries the scroll cue (book/_static/book.js);
+* at 1280 px, no chapter's code cell needs sideways scrolling (code lines are at
+  most 88 characters and book/_static/book.css sizes the font to fit 88 columns);
 * first of all, that this width check fails on a page made too wide on purpose,
   so that a passing run means something.
 
@@ -41,9 +43,11 @@ CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disabl
             "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
             "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
-# Measures each page in an iframe PHONE px wide (an iframe has its own viewport, so
-# the page's media queries see a phone; a headless window cannot be made that narrow).
-PHONE_PAGE = """<!doctype html><html><body>{frames}<script>
+DESKTOP = 1280  # px: a laptop screen, where 88 columns of code must fit without scrolling
+# Opens each page in an iframe of a given width (an iframe has its own viewport, so
+# the page's media queries see a phone; a headless window cannot be made that narrow)
+# and reports what a reader would see.
+FRAMES_PAGE = """<!doctype html><html><body>{frames}<script>
 function culprit(doc, win) {{  // the element sticking out furthest, outside any scroll box
   let worst = null, right = win.innerWidth + 1;
   for (const el of doc.body.querySelectorAll("*")) {{
@@ -73,6 +77,9 @@ window.addEventListener("load", () => {{
       width: width, screen: screen, culprit: width > screen ? culprit(doc, win) : "",
       uncued_tables: tables.filter((box) => box.scrollWidth > box.clientWidth + 1
                                    && !box.classList.contains("scroll-more-right")).length,
+      cut_code: [...doc.querySelectorAll(".cell_input pre")].filter(
+        (pre) => pre.scrollWidth > pre.clientWidth + 1).map(
+        (pre) => pre.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").trim()),
     }};
   }}
   document.body.setAttribute("data-report", JSON.stringify(report));
@@ -119,16 +126,23 @@ def toc_pages() -> list[str]:
     return [f"{Path(name).with_suffix('')}.html" for name in files]
 
 
-def open_at_phone_width(base: str, pages: list[str], extra: dict[str, str]) -> dict[str, dict]:
-    """Open pages PHONE px wide in one Chromium run and return what each shows (see PHONE_PAGE)."""
+def open_pages(base: str, pages: list[str], extra: dict[str, str], width: int = PHONE) -> dict[str, dict]:
+    """Open pages `width` px wide in one Chromium run and return what each shows (see FRAMES_PAGE)."""
     frames = "".join(f'<iframe data-page="{html.escape(p)}" src="/{html.escape(p)}" '
-                     f'style="width:{PHONE}px;height:844px;border:0"></iframe>' for p in pages)
-    extra["/__phone__.html"] = PHONE_PAGE.format(frames=frames)
-    dom = chromium("--virtual-time-budget=10000", "--dump-dom", f"{base}/__phone__.html")
+                     f'style="width:{width}px;height:844px;border:0"></iframe>' for p in pages)
+    extra["/__frames__.html"] = FRAMES_PAGE.format(frames=frames)
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", f"{base}/__frames__.html")
     found = re.search(r'data-report="([^"]*)"', dom)
     if not found:
-        raise RuntimeError("the phone-width pages wrote no report")
+        raise RuntimeError(f"the pages opened {width} px wide wrote no report")
     return json.loads(html.unescape(found.group(1)))
+
+
+def code_problems(page: str, seen: dict) -> list[str]:
+    if not seen["cut_code"]:
+        return []
+    return [f"{page}: at {seen['screen']} px {len(seen['cut_code'])} code cell(s) need sideways scrolling, "
+            f"e.g. the line {seen['cut_code'][0][:100]!r} (code lines are at most 88 characters)"]
 
 
 def width_problems(page: str, seen: dict) -> list[str]:
@@ -149,7 +163,7 @@ def self_test() -> list[str]:
         extra: dict[str, str] = {}
         server, base = serve(Path(folder), extra)
         try:
-            report = open_at_phone_width(base, ["wide.html", "fits.html"], extra)
+            report = open_pages(base, ["wide.html", "fits.html"], extra)
         finally:
             server.shutdown()
     if width_problems("wide.html", report["wide.html"]) and not width_problems("fits.html", report["fits.html"]):
@@ -222,12 +236,15 @@ def main(site: Path) -> int:
                                "</script></body></html>"}
     server, base = serve(site, extra)
     try:
-        report = open_at_phone_width(base, pages, extra)
+        report = open_pages(base, pages, extra, width=PHONE)
+        chapters = [page for page in pages if page in notebooks]
+        desktop = open_pages(base, chapters, extra, width=DESKTOP)
         for page in pages:
             if page == "book/intro.html":
                 found = page_problems(site, page, report[page], BOOK_TITLE, None)
             elif page in notebooks:
                 found = page_problems(site, page, report[page], chapter_title(notebooks[page]), page[:-5] + ".ipynb")
+                found += code_problems(page, desktop[page])
             else:
                 found = width_problems(page, report[page])
             if page == "book/intro.html" or page in notebooks:
@@ -241,7 +258,7 @@ def main(site: Path) -> int:
     if problems:
         print("Browser check failed:\n  " + "\n  ".join(problems))
         return 1
-    print(f"Browser check passed: {len(pages)} pages, each also at {PHONE} px wide; "
+    print(f"Browser check passed: {len(pages)} pages at {PHONE} px, the chapters also at {DESKTOP} px; "
           f"screenshots in {ARTIFACTS.relative_to(ROOT)}/")
     return 0
 

@@ -12,13 +12,18 @@ browser_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(browser_check)
 
 GOOD = {"title": "02 · Embeddings — LLM from scratch", "colab": [], "images": [], "solutions": ["Show solution"],
-        "width": 390, "screen": 390, "culprit": "", "uncued_tables": 0}
+        "width": 390, "screen": 390, "culprit": "", "uncued_tables": 0, "cut_code": []}
 
 
 def test_a_page_wider_than_the_screen_or_a_table_without_cue_is_flagged():
     assert browser_check.width_problems("p.html", GOOD) == []
     assert "scrolls sideways" in browser_check.width_problems("p.html", {**GOOD, "width": 431})[0]
     assert "scroll cue" in browser_check.width_problems("p.html", {**GOOD, "uncued_tables": 1})[0]
+
+
+def test_a_code_cell_that_needs_scrolling_at_desktop_width_is_flagged():
+    assert browser_check.code_problems("p.html", GOOD) == []
+    assert "sideways" in browser_check.code_problems("p.html", {**GOOD, "cut_code": ["x = 1  # " + "y" * 99]})[0]
 
 
 def test_a_doubled_title_and_an_unlabelled_solution_toggle_are_flagged(tmp_path):
