@@ -1,10 +1,10 @@
 """Bring every chapter in line with the conventions: python -m tests.fix_notebooks
 
 * the first code cell becomes exactly the current setup cell, folded on the site;
-* solution cells (tagged ``solution``) get ``hide-input`` (a toggle on the site),
-  ``jupyter.source_hidden`` (collapsed in Jupyter) and Colab's form view
-  (``cellView: form`` with a ``# @title Solution …`` first line, so Colab folds
-  the code under that title);
+* solution cells (tagged ``solution``) get ``hide-input`` (a toggle on the site,
+  which book/_ext/book_site.py labels "Show solution"), ``jupyter.source_hidden``
+  (collapsed in Jupyter) and Colab's form view (``cellView: form`` with a
+  ``# @title Solution …`` first line, so Colab folds the code under that title);
 * the kernelspec is the plain ``python3`` one; jupytext's metadata and leftover
   widget state (which makes the site load widget scripts from a CDN) go.
 
