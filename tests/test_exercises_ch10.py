@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch10 import check_cross_entropy, check_label_smoothing, check_top_p
+from utils.exercises.ch10 import check_cross_entropy, check_generate, check_label_smoothing, check_top_p
+from utils.generate import top_k_filter
 
 
 def naive_cross_entropy(logits, targets, ignore_index):
@@ -50,3 +51,54 @@ def test_top_p_checker_rejects_stopping_before_the_crossing_token():
         check_top_p(strictly_below)
     with pytest.raises(ExerciseFailed, match="top-p keeps"):
         check_top_p(lambda probs, p: set(probs.argsort(descending=True)[:2].tolist()))
+
+
+
+def test_top_p_checker_keeps_a_mass_exactly_equal_to_p():
+    def strictly_above(probs, p):
+        kept, mass = set(), 0.0
+        for i in probs.argsort(descending=True).tolist():
+            kept.add(i)
+            mass += probs[i].item()
+            if mass > p:
+                break
+        return kept
+
+    with pytest.raises(ExerciseFailed, match="compare the mass with >= p, not > p"):
+        check_top_p(strictly_above)
+
+
+@torch.no_grad()
+def reference_generate(model, idx, max_new_tokens, block_size, temperature=1.0, top_k=None, eos_id=None,
+                       generator=None, crop=True, use_generator=True, use_temperature=True, use_eos=True):
+    finished = torch.zeros(len(idx), dtype=torch.bool)
+    for _ in range(max_new_tokens):
+        logits = model(idx[:, -block_size:] if crop else idx)[:, -1, :]
+        if temperature == 0:
+            next_id = logits.argmax(-1)
+        else:
+            logits = logits / temperature if use_temperature else logits
+            if top_k is not None:
+                logits = top_k_filter(logits, top_k)
+            probs = torch.softmax(logits, -1)
+            next_id = torch.multinomial(probs, 1, generator=generator if use_generator else None)[:, 0]
+        if eos_id is not None and use_eos:
+            next_id = next_id.masked_fill(finished, eos_id)
+            finished |= next_id == eos_id
+        idx = torch.cat([idx, next_id[:, None]], dim=1)
+        if eos_id is not None and use_eos and finished.all():
+            break
+    return idx
+
+
+def test_generation_loop_mistakes_are_named():
+    check_generate(reference_generate)  # the right answer passes
+    cases = {"run it on the last block_size tokens": dict(crop=False),
+             "pass generator= to torch.multinomial": dict(use_generator=False),
+             "divide the logits by the temperature": dict(use_temperature=False),
+             "a row that has produced <EOS> gets eos_id": dict(use_eos=False)}
+    for message, mistake in cases.items():
+        with pytest.raises(ExerciseFailed, match=message):
+            check_generate(lambda *args, mistake=mistake, **kwargs: reference_generate(*args, **kwargs, **mistake))
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
+        check_generate(lambda *args, **kwargs: None)
