@@ -278,6 +278,12 @@ def test_top_p_of_one_keeps_every_token_of_a_gpt2_sized_vocabulary():
     logits = torch.randn(4, 50_257, generator=torch.Generator().manual_seed(0)) * 3
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         assert torch.isfinite(top_p_filter(logits.to(dtype), 1.0)).all()
+        exact = torch.softmax(logits.to(dtype).double(), -1)
+        for p in (0.5, 0.9, 0.99, 0.999):  # a float32 running sum drifted below p at this size
+            kept = torch.isfinite(top_p_filter(logits.to(dtype), p))
+            mass = (exact * kept).sum(-1)
+            smallest_kept = exact.masked_fill(~kept, 1.0).min(-1).values
+            assert (mass >= p - 1e-7).all() and (mass - smallest_kept < p).all(), (dtype, p, mass)
     assert sample_next(logits, top_p=1.0, generator=torch.Generator().manual_seed(0)).shape == (4,)
 
 

@@ -17,9 +17,10 @@ runs it for the encoder–decoder Transformer, stopping at ``<EOS>``. With
 KV cache of chapter 13) and feed the model only the newest token.
 Filters set the logits of excluded tokens to ``-inf``, so softmax gives them
 probability exactly 0. Everything runs on whatever device the logits live on.
-Temperature, filters and softmax work in float32 whatever the logits' dtype: in
-half precision (a GPU under autocast) ``logits / 1e-4`` overflows and a running sum
-of probabilities is off by a percent, so fp16 and bf16 logits give the float32 answer.
+Temperature, filters and softmax work in float32 (top-p's running sum in float64)
+whatever the logits' dtype: in half precision (a GPU under autocast) ``logits / 1e-4``
+overflows and a running sum of probabilities is off by a percent, so fp16 and bf16
+logits give the float32 answer.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     Sort the probabilities from large to small; token number i (in that order) is
     kept when the mass of the tokens *before* it is still below p. So the most
     likely token is always kept, and the kept prefix is the shortest one that
-    reaches p. ``p = 1`` keeps every token. The probabilities are computed in float32
-    whatever the logits' dtype; the logits returned keep their dtype.
+    reaches p. ``p = 1`` keeps every token. The probabilities and their running sum
+    are computed in float64 whatever the logits' dtype (float32 on Apple's MPS, which
+    has no float64); the logits returned keep their dtype.
     """
     _check_logits(logits)
     if not (isinstance(p, (int, float)) and 0 < p <= 1):
@@ -81,7 +83,10 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
         # Every token: a float32 running sum over 50,257 probabilities reaches 1.0
         # before the last ones are added, and would drop them.
         return logits.clone()
-    sorted_logits, order = torch.sort(logits.float(), dim=-1, descending=True)  # (..., V)
+    # A float32 running sum over 50,257 probabilities drifts by more than 1e-6: enough to
+    # stop short of p. float64 where the device has it.
+    exact = torch.float32 if logits.device.type == "mps" else torch.float64
+    sorted_logits, order = torch.sort(logits.to(exact), dim=-1, descending=True)  # (..., V)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # (..., V)
     drop_sorted = mass_before >= p
