@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch04 import check_parameter_count, check_scaled_dot_product, check_split_heads
+from utils.exercises.ch04 import (
+    check_multi_head_forward,
+    check_parameter_count,
+    check_scaled_dot_product,
+    check_split_heads,
+)
 
 
 def test_scaled_dot_product_checker_rejects_wrong_answers():
@@ -67,3 +72,31 @@ def test_parameter_count_checker_rejects_wrong_answers():
         check_parameter_count(lambda C, n_heads, bias=True: 3 * C * C + (3 * C if bias else 0))  # no out_proj
     with pytest.raises(ExerciseFailed, match="four C×C maps"):
         check_parameter_count(lambda C, n_heads, bias=True: 4 * C * (C // n_heads) + 4 * C)  # one head's worth
+
+
+def _forward(module, x, *, plain_view=False, project=True, scale=True):
+    B, T, C = x.shape
+    n_heads, head_size = module.n_heads, C // module.n_heads
+
+    def split(t):
+        if plain_view:
+            return t.reshape(B, n_heads, T, head_size)
+        return t.view(B, T, n_heads, head_size).transpose(1, 2)
+
+    q, k, v = split(module.q_proj(x)), split(module.k_proj(x)), split(module.v_proj(x))
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(head_size) if scale else 1.0)
+    out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+    return module.out_proj(out) if project else out
+
+
+def test_multi_head_forward_checker_accepts_the_forward_and_names_slips(capsys):
+    check_multi_head_forward(_forward)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="without the output projection"):
+        check_multi_head_forward(lambda module, x: _forward(module, x, project=False))
+    with pytest.raises(ExerciseFailed, match="mix tokens"):
+        check_multi_head_forward(lambda module, x: _forward(module, x, plain_view=True))
+    with pytest.raises(ExerciseFailed, match="largest difference"):
+        check_multi_head_forward(lambda module, x: _forward(module, x, scale=False))
+    with pytest.raises(ExerciseFailed, match="shape"):
+        check_multi_head_forward(lambda module, x: x[:, :-1])

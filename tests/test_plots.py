@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from utils.diagrams import draw_transformer  # noqa: E402
+from utils.diagrams import draw_attention_head, draw_multi_head_split, draw_transformer  # noqa: E402
 from utils.plots import attention_heatmaps, heatmap, loss_curves  # noqa: E402
 
 
@@ -42,6 +42,12 @@ def test_loss_curves_and_diagrams():
         assert ("cross-attention" in texts) == (kind == "encoder-decoder")
     with pytest.raises(ValueError, match="decoder-only"):
         draw_transformer("encoder-only")
+    ax = draw_transformer("decoder-only")  # the book's pre-norm GPT: a final LayerNorm, "+" nodes
+    assert "final LayerNorm" in " ".join(t.get_text() for t in ax.texts)
+    ax = draw_attention_head()
+    assert "(B, T, T)" in " ".join(t.get_text() for t in ax.texts)
+    ax = draw_multi_head_split(T=3, n_heads=2, head_size=3)
+    assert len(ax.patches) == 3 * 6 * 3 + 2 * 3 * 3 * 2  # three (T, C) grids and two sets of heads
     plt.close("all")
 
 

@@ -198,3 +198,114 @@ def draw_transformer(kind: str = "encoder-decoder", ax=None):
     ax.set_aspect("equal")
     ax.axis("off")
     return ax
+
+
+def _node(ax, x, y, text, kind, width=1.5, height=0.62, fontsize=8):
+    colour = {"tensor": "#eeeeee", "op": COLOURS["attention"], "linear": COLOURS["feed-forward"]}[kind]
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                boxstyle="round,pad=0.02,rounding_size=0.08",
+                                facecolor=colour, edgecolor=LINE, linewidth=1))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _link(ax, start, end, width=1.5):
+    """An arrow from the right edge of the node at ``start`` to the left edge of the node at ``end``."""
+    _arrow(ax, (start[0] + width / 2, start[1]), (end[0] - width / 2, end[1]))
+
+
+def draw_attention_head(ax=None):
+    """One attention head's dataflow with the shape of every tensor (chapter 04).
+
+    x → three linear maps → q, k, v → scores q kᵀ/√d_k → softmax over the keys →
+    weights @ v → the head's output. Self-attention: q, k and v all come from x.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 3.6))
+    x_in = (0.8, 1.5)
+    rows = {"q": 2.7, "k": 1.5, "v": 0.3}
+    _node(ax, *x_in, "x\n(B, T, C)", "tensor")
+    for name, y in rows.items():
+        _node(ax, 2.8, y, f"W_{name.upper()}: Linear\nC → head_size", "linear")
+        _node(ax, 4.8, y, f"{name}\n(B, T, head_size)", "tensor")
+        _link(ax, x_in, (2.8, y))
+        _link(ax, (2.8, y), (4.8, y))
+    scores, weights, out = (6.9, 2.1), (8.9, 2.1), (10.9, 1.2)
+    _node(ax, *scores, "scores = q kᵀ / √d_k\n(B, T, T)", "op", width=1.9)
+    _node(ax, *weights, "softmax over keys\nweights (B, T, T)", "op", width=1.7)
+    _node(ax, *out, "weights @ v\nout (B, T, head_size)", "op", width=1.9)
+    _arrow(ax, (5.55, rows["q"]), (5.95, scores[1] + 0.12))
+    _arrow(ax, (5.55, rows["k"]), (5.95, scores[1] - 0.12))
+    _arrow(ax, (7.85, scores[1]), (8.05, weights[1]))
+    _arrow(ax, (9.75, weights[1]), (9.95, out[1] + 0.12))
+    _arrow(ax, (5.55, rows["v"]), (9.95, out[1] - 0.12))
+    ax.text(7.3, 2.5, "row t: query t against every key s", ha="center", va="bottom", fontsize=7,
+            color="#555555")
+    ax.set_xlim(-0.1, 12.0)
+    ax.set_ylim(-0.2, 3.3)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("One head of self-attention: Q, K and V all come from the same x")
+    return ax
+
+
+def draw_multi_head_split(T: int = 5, n_heads: int = 4, head_size: int = 2, ax=None):
+    """How multi-head attention splits the C channels into heads and puts them back (chapter 04).
+
+    One sequence's (T, C) activations, coloured by the head each channel goes to;
+    split into n_heads (T, head_size) pieces (``view`` then ``transpose``), each
+    attended alone, put side by side again (``transpose`` then ``reshape``: the
+    concatenation), then mixed by the output projection W_O.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 3.4))
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    C, cell = n_heads * head_size, 0.22
+
+    def grid(x0, y0, columns, colour_of, label):
+        for t in range(T):
+            for c in range(columns):
+                ax.add_patch(plt.Rectangle((x0 + c * cell, y0 + (T - 1 - t) * cell), cell, cell,
+                                           facecolor=colour_of(c), edgecolor="white", linewidth=0.8))
+        ax.text(x0 + columns * cell / 2, y0 - 0.12, label, ha="center", va="top", fontsize=7.5)
+        return x0 + columns * cell
+
+    def head_colour(c):
+        return colours[(c // head_size) % len(colours)]
+
+    height = T * cell
+    y_mid = 1.0
+    right = grid(0.0, y_mid - height / 2, C, head_colour, "x, one sequence\n(T, C)")
+    gap = 0.16
+    stack_x = right + 2.0
+    pieces_top = y_mid + (n_heads * (height + gap) - gap) / 2
+    for h in range(n_heads):
+        y0 = pieces_top - (h + 1) * height - h * gap
+        grid(stack_x, y0, head_size, lambda c, h=h: colours[h % len(colours)], "")
+        ax.text(stack_x - 0.08, y0 + height / 2, f"head {h}", ha="right", va="center", fontsize=7)
+    stack_right = stack_x + head_size * cell
+    ax.text((stack_x + stack_right) / 2, pieces_top - n_heads * (height + gap) + gap - 0.12,
+            "(n_heads, T, head_size)", ha="center", va="top", fontsize=7.5)
+    _arrow(ax, (right + 0.08, y_mid), (stack_x - 0.7, y_mid))
+    ax.text((right + stack_x - 0.7) / 2, y_mid + 0.1, "view +\ntranspose", ha="center", va="bottom",
+            fontsize=7)
+    attend_x = stack_right + 1.8
+    for h in range(n_heads):
+        y0 = pieces_top - (h + 1) * height - h * gap
+        grid(attend_x, y0, head_size, lambda c, h=h: colours[h % len(colours)], "")
+    _arrow(ax, (stack_right + 0.08, y_mid), (attend_x - 0.08, y_mid))
+    ax.text((stack_right + attend_x) / 2, y_mid + 0.1, "attention,\neach head\nalone", ha="center",
+            va="bottom", fontsize=7)
+    concat_x = attend_x + head_size * cell + 1.7
+    concat_right = grid(concat_x, y_mid - height / 2, C, head_colour, "heads side by side\n(T, C)")
+    _arrow(ax, (attend_x + head_size * cell + 0.08, y_mid), (concat_x - 0.08, y_mid))
+    ax.text((attend_x + head_size * cell + concat_x) / 2, y_mid + 0.1, "transpose +\nreshape\n(concat)",
+            ha="center", va="bottom", fontsize=7)
+    out_x = concat_right + 1.5
+    grid(out_x, y_mid - height / 2, C, lambda c: "#999999", "out_proj (W_O)\nmixes heads: (T, C)")
+    _arrow(ax, (concat_right + 0.08, y_mid), (out_x - 0.08, y_mid))
+    ax.set_xlim(-0.2, out_x + C * cell + 0.2)
+    ax.set_ylim(pieces_top - n_heads * (height + gap) - 0.45, pieces_top + 0.15)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"Multi-head attention: C = {C} channels as {n_heads} heads of head_size = {head_size}")
+    return ax

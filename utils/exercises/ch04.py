@@ -70,3 +70,36 @@ def check_parameter_count(attention_parameters) -> None:
             expect(value == expected,
                    f"for C={C}, n_heads={n_heads}, bias={bias} you gave {value}, but the layer has {expected}: "
                    f"four C×C maps (queries, keys, values, output){' plus their biases' if bias else ''}")
+
+
+@checker("Exercise 4.4 — the forward pass of multi-head attention")
+def check_multi_head_forward(multi_head_forward) -> None:
+    """``multi_head_forward(module, x)`` equals ``utils.attention.MultiHeadAttention``'s forward."""
+    from utils.attention import MultiHeadAttention
+
+    generator = torch.Generator().manual_seed(44)
+    for B, T, C, n_heads in ((2, 5, 12, 3), (1, 7, 16, 4), (3, 4, 8, 1)):
+        torch.manual_seed(4 + n_heads)
+        module = MultiHeadAttention(C, n_heads).eval()
+        x = torch.randn(B, T, C, generator=generator)
+        with torch.no_grad():
+            yours = multi_head_forward(module, x)
+            expected = module(x)
+        expect_shape(yours, (B, T, C), f"your output for x of shape {(B, T, C)}, n_heads={n_heads}")
+        with torch.no_grad():
+            q = module.q_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
+            k = module.k_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
+            v = module.v_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
+            heads = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C)
+        expect(not torch.allclose(yours, heads, atol=1e-5),
+               "your output is the heads side by side without the output projection: apply module.out_proj")
+        if n_heads > 1:
+            with torch.no_grad():  # the classic slip: a plain view that mixes tokens into heads
+                q, k, v = (proj(x).reshape(B, n_heads, T, C // n_heads)
+                           for proj in (module.q_proj, module.k_proj, module.v_proj))
+                plain = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C)
+                plain = module.out_proj(plain)
+            expect(not torch.allclose(yours, plain, atol=1e-5),
+                   "your heads mix tokens: a plain view(B, n_heads, T, head_size) cuts the memory wrongly; "
+                   "view(B, T, n_heads, head_size) and then transpose(1, 2)")
+        expect_close(yours, expected, f"your output for x of shape {(B, T, C)}, n_heads={n_heads}")
