@@ -10,7 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from utils import distributed
 from utils.models import GPT, GPTConfig
-from utils.train import language_model_loss
+from utils.train import TrainConfig, Trainer, sequence_loss
 
 V, B, T = 17, 4, 8  # B: micro-batch size of one rank
 CONFIG = GPTConfig.preset("cpu", vocab_size=V, block_size=T, C=16, n_layers=1)
@@ -38,7 +38,7 @@ def train_single(steps: int, accumulation: int) -> dict:
     for step in range(steps):
         for k in range(accumulation):
             x, y = micro_batch(step * accumulation + k)
-            (language_model_loss(model(x), y) / accumulation).backward()
+            (sequence_loss(model(x), y) / accumulation).backward()
         optimizer.step()
         optimizer.zero_grad()
     return model.state_dict()
@@ -54,7 +54,7 @@ def train_ddp(steps: int, accumulation: int) -> dict:
             x, y = batch_at(step * accumulation + k)
             last = k == accumulation - 1
             with contextlib.nullcontext() if last else model.no_sync():  # all-reduce once, after the last
-                (language_model_loss(model(x), y) / accumulation).backward()
+                (sequence_loss(model(x), y) / accumulation).backward()
         optimizer.step()
         optimizer.zero_grad()
     return model.module.state_dict()
@@ -158,3 +158,44 @@ def test_outside_torchrun_nothing_is_distributed(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="MASTER_ADDR is not"):
         distributed.init_from_environment("cpu")
+
+
+# --- the chapter 11 trainer in 2 processes ---------------------------------------------------
+
+
+def train_config(steps: int, accumulation: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=B, accumulation_steps=accumulation, lr=1e-2, min_lr=1e-3,
+                       warmup_steps=1, eval_every=100, device="cpu", seed=0)
+
+
+def trainer_run(folder: str, steps: int, until: int | None = None) -> dict:
+    """The Trainer on every rank; with ``until``, stop there as if interrupted, then resume in a new Trainer."""
+    trainer = Trainer(make_model(), train_config(steps, 1), batch_at=micro_batch, out_dir=folder)
+    trainer.fit(until=until)
+    if until is not None:
+        distributed.barrier()  # rank 0's checkpoint is complete before anybody reads it
+        trainer = Trainer(make_model(), train_config(steps, 1), batch_at=micro_batch, out_dir=folder)
+        trainer.load(trainer.checkpoint_path)
+        trainer.fit()
+    return {"weights": trainer.model.state_dict(), "loss": trainer.history["train_loss"],
+            "is_main": trainer.is_main, "distributed": trainer.distributed}
+
+
+def test_trainer_in_2_processes_trains_like_one_with_twice_the_accumulation(tmp_path):
+    rank0, rank1 = distributed.start_processes(trainer_run, 2, str(tmp_path), 1)
+    single = Trainer(make_model(), train_config(1, 2), batch_at=micro_batch)
+    single.fit()
+    assert (rank0["is_main"], rank1["is_main"], rank0["distributed"]) == (True, False, True)
+    assert rank0["loss"] == rank1["loss"]  # the mean over ranks, logged alike
+    assert abs(rank0["loss"][0] - single.history["train_loss"][0]) <= 1e-6
+    assert largest_difference(rank0["weights"], single.model.state_dict()) <= 1e-5  # AdamW: see chapter 14
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_resumed_2_process_run_continues_where_it_stopped(tmp_path):
+    straight = distributed.start_processes(trainer_run, 2, str(tmp_path / "straight"), 4)
+    resumed = distributed.start_processes(trainer_run, 2, str(tmp_path / "resumed"), 4, 2)
+    assert largest_difference(straight[0]["weights"], resumed[0]["weights"]) == 0
+    assert largest_difference(resumed[0]["weights"], resumed[1]["weights"]) == 0
+    assert resumed[0]["loss"] == straight[0]["loss"]  # the history too, read back from rank 0's checkpoint
+

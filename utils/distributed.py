@@ -141,9 +141,9 @@ def save_main(obj, path: str | Path) -> None:
 
 def mean_over_ranks(value: float | torch.Tensor) -> float:
     """The mean of a number over all ranks (e.g. each rank's loss on its part of the batch)."""
-    tensor = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
     if not is_distributed():
-        return tensor.item()
+        return float(value)
+    tensor = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
     if dist.get_backend() == "nccl":
         tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
     dist.all_reduce(tensor)  # sum over ranks

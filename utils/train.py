@@ -42,7 +42,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
+
+from utils import distributed  # chapter 14: the same loop in N processes under torchrun
 
 # --- chapter 02: the loss, batches and a plain loop ----------------------------------------
 
@@ -416,8 +419,10 @@ def save_atomic(obj, path: str | Path) -> Path:
 
 
 def write_json_atomic(data, path: str | Path) -> Path:
-    """A JSON file written to a temporary file, then renamed into place."""
+    """A JSON file written to a temporary file, then renamed into place (under torchrun by rank 0 only)."""
     path = Path(path)
+    if not distributed.is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
@@ -501,15 +506,16 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = distributed.init_from_environment(resolve_device(config.device))  # torchrun: cuda:LOCAL_RANK
+        self.distributed = distributed.world_size() > 1
         self.precision = resolve_precision(config.precision, self.device)
         self.model = model.to(self.device)
-        self.batch_at = batch_at
+        self.batch_at = distributed.rank_batch_at(batch_at)  # rank r of N: micro-batches i·N + r
         self.loss_of = loss_of or default_loss_of
         self.evaluate = evaluate
         self.metadata = dict(metadata or {})
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.is_main = True  # the process that prints and writes (only rank 0 under DDP)
+        self.is_main = distributed.is_main()  # the process that prints and writes (only rank 0 under DDP)
         self.optimizer = configure_optimizer(self.model, config)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.step = 0  # optimizer steps taken
@@ -521,7 +527,9 @@ class Trainer:
         self.forward_model = self._prepare_model(self.model)
 
     def _prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model the training steps call: the place for wrappers (torch.compile here, DDP in chapter 14)."""
+        """The model the training steps call: DDP when distributed (chapter 14), then torch.compile if asked."""
+        if self.distributed:
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
         if self.config.compile:
             return torch.compile(model)
         return model
@@ -553,11 +561,13 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for k in range(c.accumulation_steps):
             batch = to_device(self.batch_at(step * c.accumulation_steps + k), self.device)
-            with autocast(self.device, self.precision):
-                loss = self.loss_of(self.forward_model, batch) / c.accumulation_steps
-            self.scaler.scale(loss).backward()  # gradients add up over the micro-batches
+            last = k == c.accumulation_steps - 1  # DDP all-reduces the gradients once, after the last
+            with contextlib.nullcontext() if last or not self.distributed else self.forward_model.no_sync():
+                with autocast(self.device, self.precision):
+                    loss = self.loss_of(self.forward_model, batch) / c.accumulation_steps
+                self.scaler.scale(loss).backward()  # gradients add up over the micro-batches
             total += loss.detach().float()
-        value = total.item()
+        value = distributed.mean_over_ranks(total)  # every rank then skips, or steps, alike
         grad_norm = None
         if math.isfinite(value):
             if c.grad_clip is not None:
@@ -803,8 +813,16 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, CheckpointError, ValueError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    finally:
+        world, is_main = distributed.world_size(), distributed.is_main()
+        distributed.shutdown()
     summary = {"task": args.task, **summary, "seconds": round(process_seconds(), 2)}
-    print(json.dumps(summary))
+    if world > 1:  # under torchrun: every process trained as many tokens as the task counted for one
+        summary["processes"] = world
+        if summary.get("train_tokens_per_second"):
+            summary["train_tokens_per_second"] *= world
+    if is_main:
+        print(json.dumps(summary))
     return 0
 
 
