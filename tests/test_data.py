@@ -218,3 +218,8 @@ def test_train_val_split_names_a_fraction_that_is_not_a_number():  # issue 11
     for bad in ("0.9", None, True, float("nan"), 1.0):
         with pytest.raises(ValueError, match="train_fraction must be a number between 0 and 1"):
             data.train_val_split(list(range(10)), bad)
+
+
+def test_fetch_names_a_name_that_is_not_a_string():
+    with pytest.raises(DataError, match=r"Unknown data file \['tinyshakespeare.txt'\]"):
+        data.fetch(["tinyshakespeare.txt"])  # was TypeError: unhashable type: 'list'

@@ -492,3 +492,12 @@ def test_decode_refuses_booleans_as_token_ids():  # a mask passed by mistake wou
         tok.decode([True, False])
     with pytest.raises(TypeError, match="bool"):
         tok.decode(torch.tensor([True, False]))
+
+
+def test_decode_takes_numpy_integers_and_0_d_tensors_in_a_list():
+    import numpy as np
+
+    tok = CharTokenizer.from_text("ab")
+    assert tok.decode([np.int64(0), torch.tensor(1), 1]) == "abb"  # was "token ids are integers; got 0 (int64)"
+    with pytest.raises(TypeError, match=r"got tensor\(1.5000\)"):
+        tok.decode([torch.tensor(1.5)])

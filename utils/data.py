@@ -157,7 +157,7 @@ def download(file: DataFile, path: Path, timeout: float = 60.0) -> Path:
 
 def fetch(name: str, timeout: float = 60.0) -> Path:
     """The local path of data file ``name``, downloading and verifying it if needed."""
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise DataError(f"Unknown data file {name!r}; the book knows {sorted(DATASETS)}")
     file = DATASETS[name]
     folder = data_dir()

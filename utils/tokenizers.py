@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -136,14 +137,14 @@ class Tokenizer:
         if hasattr(ids, "tolist"):  # a tensor or an array of ids
             ids = ids.tolist()
         ids = list(ids)
-        for position, i in enumerate(ids):
-            if isinstance(i, bool) or not isinstance(i, int):  # True would silently be id 1
-                raise TypeError(f"token ids are integers; got {i!r} ({type(i).__name__}) at position {position}")
-            if not 0 <= i < self.vocab_size:
-                raise ValueError(
-                    f"token id {i} at position {position} is not in [0, {self.vocab_size}), "
-                    f"the ids of this {type(self).__name__}"
-                )
+        if not all(type(i) is int for i in ids):  # rare: NumPy integers, 0-d tensors, or a mistake
+            ids = [_token_id(i, position) for position, i in enumerate(ids)]
+        if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
+            position, i = next((p, i) for p, i in enumerate(ids) if not 0 <= i < self.vocab_size)
+            raise ValueError(
+                f"token id {i} at position {position} is not in [0, {self.vocab_size}), "
+                f"the ids of this {type(self).__name__}"
+            )
         return self._decode(ids, skip_specials)
 
     def __len__(self) -> int:
@@ -232,6 +233,16 @@ def _read_tokenizer_file(path: str | Path) -> dict:
     if not isinstance(data.get("specials"), bool):
         raise ValueError(f"{path}: 'specials' must be true or false, got {data.get('specials')!r}")
     return data
+
+
+def _token_id(i, position: int) -> int:
+    """One token id as an int: Python and NumPy integers and 0-d integer tensors; never a bool."""
+    try:
+        if isinstance(i, bool):
+            raise TypeError  # True would silently be id 1
+        return operator.index(i)
+    except TypeError:
+        raise TypeError(f"token ids are integers; got {i!r} ({type(i).__name__}) at position {position}") from None
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
