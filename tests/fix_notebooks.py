@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from tests.notebooks import CHAPTERS, code_cells, load
+from utils.data import write_atomically
 from utils.environment import setup_cell
 
 SOLUTION_TITLE = "# @title Solution (double-click to show the code)"
@@ -55,5 +56,6 @@ if __name__ == "__main__":
         before = json.dumps(notebook, sort_keys=True)
         fix(notebook)
         if json.dumps(notebook, sort_keys=True) != before:
-            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+            write_atomically(path, text.encode("utf-8"))  # an interrupted run never truncates a chapter
             print(f"fixed {path.name}")
