@@ -174,7 +174,7 @@ def self_test() -> list[str]:
 def chapter_title(notebook: Path) -> str:
     first = json.loads(notebook.read_text())["cells"][0]
     line = "".join(first["source"]).splitlines()[0]
-    return line.removeprefix("# ").strip()
+    return re.sub(r"[`*]", "", line.removeprefix("# ")).strip()  # the tab shows no markdown
 
 
 def page_problems(site: Path, page: str, seen: dict, title: str, notebook: str | None) -> list[str]:
