@@ -37,6 +37,13 @@ def test_expect_close_names_shapes_and_the_largest_difference():
         expect_close(torch.tensor([[0.0], [0.5]]), torch.zeros(2, 1))
 
 
+def test_a_checker_given_a_value_instead_of_a_function_says_so():  # issue 11
+    with pytest.raises(ExerciseFailed, match=r"pass your function itself, e.g. check_softmax\(my_function\).*got NoneType"):
+        check_softmax(None)
+    with pytest.raises(ExerciseFailed, match="got Tensor"):
+        check_softmax(torch.zeros(3))  # softmax(x) was called and its result passed
+
+
 def test_expect_close_accepts_nan_where_nan_is_expected_and_never_truncates():  # issue 11
     nan = float("nan")
     expect_close(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0]))  # e.g. a fully masked row

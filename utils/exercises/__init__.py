@@ -74,6 +74,13 @@ def checker(title: str) -> Callable:
                 return
             except ExerciseFailed as failure:
                 raise ExerciseFailed(f"{title}: {failure}") from None
+            except TypeError as error:  # the commonest slip: check(my_function()) for check(my_function)
+                if args and not callable(args[0]) and "not callable" in str(error):
+                    raise ExerciseFailed(
+                        f"{title}: pass your function itself, e.g. {check.__name__}(my_function), not what it "
+                        f"returns; got {type(args[0]).__name__} {str(args[0])[:40]!r}"
+                    ) from None
+                raise
             print(f"✓ {title}")
 
         run.title = title
