@@ -1,0 +1,73 @@
+"""Generation speed with and without the KV cache (chapter 13).
+
+    python -m benchmarks.generate [--tokens 500] [--device cpu|cuda|mps] [--batch-size 1]
+
+Times ``utils.generate.generate`` writing ``--tokens`` tokens greedily from a
+one-token prompt, with ``use_cache=False`` and ``use_cache=True``, for chapter 11's
+CPU model shape (C = 128, 4 heads, 4 layers, V = 65 characters) with two contexts:
+``block_size=512``, which holds all 500 tokens (the cache's own regime: the
+uncached loop recomputes the whole text at every step), and chapter 11's
+``block_size=64`` (the uncached loop recomputes the last 64 tokens, and the cached
+loop slides its window by half a block). Weights are random: the time of a step
+does not depend on their values. Prints a table and the machine's load, since a
+busy machine inflates every figure (compare the ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from utils.environment import pick_device
+from utils.generate import generate
+from utils.models import GPT, GPTConfig
+
+# Chapter 11's CPU preset (utils/shakespeare.py): the model's widths.
+SHAPE = dict(C=128, n_heads=4, n_layers=4, dropout=0.0)
+VOCAB_SIZE = 65  # Tiny Shakespeare's characters
+
+
+def time_generation(model: GPT, tokens: int, batch_size: int, use_cache: bool, device) -> tuple[float, torch.Tensor]:
+    prompt = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+    generate(model, prompt, 5, temperature=0, use_cache=use_cache)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = generate(model, prompt, tokens, temperature=0, use_cache=use_cache)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=500, help="tokens to generate (default 500)")
+    parser.add_argument("--batch-size", type=int, default=1, help="sequences generated at once (default 1)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
+    args = parser.parse_args(argv)
+    if args.tokens < 1 or args.batch_size < 1:
+        parser.error(f"--tokens and --batch-size must be >= 1, got {args.tokens} and {args.batch_size}")
+    device = pick_device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{args.tokens} tokens, batch {args.batch_size}, greedy, from a 1-token prompt")
+    print(f"{'block_size':>10} {'uncached s':>11} {'cached s':>9} {'speed-up':>9} {'cached tokens/s':>16}")
+    rows = []
+    for block_size in (512, 64):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, **SHAPE)).to(device).eval()
+        uncached, uncached_out = time_generation(model, args.tokens, args.batch_size, False, device)
+        cached, cached_out = time_generation(model, args.tokens, args.batch_size, True, device)
+        if args.tokens < block_size:  # the two loops see the same context: the same tokens
+            assert torch.equal(uncached_out, cached_out), "cached and uncached generation differ"
+        rows.append(dict(block_size=block_size, uncached_s=uncached, cached_s=cached, speed_up=uncached / cached))
+        print(f"{block_size:>10} {uncached:>11.2f} {cached:>9.2f} {uncached / cached:>8.1f}x "
+              f"{args.tokens * args.batch_size / cached:>16,.0f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
