@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
+from utils.attention import MultiHeadAttention, copy_weights_from_torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
@@ -51,3 +53,35 @@ def check_attention_pool(attention_pool) -> None:
     scores = (memory @ query / math.sqrt(C)).masked_fill(padding, float("-inf"))
     expected = (torch.softmax(scores, dim=-1)[:, :, None] * memory).sum(1)
     expect_close(pooled, expected, "the pooled vectors (scores query · m_t / √C, softmax over positions)")
+
+
+@checker("Exercise 6.3 — one forward for self- and cross-attention")
+def check_attention_forward(attention_forward) -> None:
+    """``attention_forward(mha, query, key_value=None, key_padding_mask=None)`` -> (B, T_q, C)."""
+    C, n_heads, T_q, T_k = 16, 4, 5, 7
+    with torch.random.fork_rng():
+        torch.manual_seed(6)
+        theirs = nn.MultiheadAttention(C, n_heads, batch_first=True).eval()
+        query, key_value = torch.randn(2, T_q, C), torch.randn(2, T_k, C)
+    mha = copy_weights_from_torch(MultiHeadAttention(C, n_heads), theirs).eval()
+    padding = _padding([7, 4], T_k)  # (B, T_k): True = padding
+    with torch.no_grad():
+        own = attention_forward(mha, query.clone())
+        expect_shape(own, (2, T_q, C), "attention_forward(mha, query) with no key_value")
+        expect_close(own, theirs(query, query, query, need_weights=False)[0],
+                     "self-attention (key_value=None: keys and values come from the query's sequence)")
+        cross = attention_forward(mha, query.clone(), key_value.clone())
+        expect_shape(cross, (2, T_q, C),
+                     f"cross-attention of a query {tuple(query.shape)} to key_value "
+                     f"{tuple(key_value.shape)} (the query's length, T_q = {T_q})")
+        expect(not torch.allclose(cross, own, atol=1e-5),
+               "given key_value, the keys and values must come from it, not from the query")
+        expect_close(cross, theirs(query, key_value, key_value, need_weights=False)[0],
+                     "cross-attention (queries from query; keys and values from key_value)")
+        masked = attention_forward(mha, query.clone(), key_value.clone(), padding)
+        noisy = key_value.masked_fill(padding[:, :, None], 100.0)
+        expect(torch.allclose(attention_forward(mha, query.clone(), noisy, padding), masked, atol=1e-5),
+               "what sits at the padded key positions changed the output: mask their scores with "
+               "-inf before the softmax (key_padding_mask is (B, T_k), True = padding)")
+        expected = theirs(query, key_value, key_value, key_padding_mask=padding, need_weights=False)[0]
+        expect_close(masked, expected, "cross-attention with a key padding mask")
