@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch05 import check_causal_weights, check_padding_mask, check_sliding_window_mask
+from utils.exercises.ch05 import (
+    check_causal_weights,
+    check_decoder_mask,
+    check_padding_mask,
+    check_sliding_window_mask,
+)
 
 
 def future(T):
@@ -44,3 +49,22 @@ def test_sliding_window_checker_rejects_an_off_by_one():
         check_sliding_window_mask(window_too_wide)
     with pytest.raises(ExerciseFailed, match="should be allowed"):
         check_sliding_window_mask(lambda T, window: torch.eye(T, dtype=torch.bool))
+
+
+def _causal(T):
+    return torch.ones(T, T, dtype=torch.bool).tril()
+
+
+def test_decoder_mask_checker_accepts_the_mask_and_shows_each_leak(capsys):
+    check_decoder_mask(lambda padding: _causal(padding.shape[1]) & ~padding[:, None, None, :])
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="leaks the future"):  # padding only, no causal part
+        check_decoder_mask(lambda padding: (~padding[:, None, None, :]).expand(-1, 1, padding.shape[1], -1))
+    with pytest.raises(ExerciseFailed, match="attend to padding"):  # causal only
+        check_decoder_mask(lambda padding: _causal(padding.shape[1]).expand(padding.shape[0], 1, -1, -1))
+    with pytest.raises(ExerciseFailed, match="attn_mask"):  # the blocked pairs instead
+        check_decoder_mask(lambda padding: ~(_causal(padding.shape[1]) & ~padding[:, None, None, :]))
+    with pytest.raises(ExerciseFailed, match="broadcasts over the heads"):  # (B, T, T)
+        check_decoder_mask(lambda padding: _causal(padding.shape[1]) & ~padding[:, None, :])
+    with pytest.raises(ExerciseFailed, match="bool"):
+        check_decoder_mask(lambda padding: (_causal(padding.shape[1]) & ~padding[:, None, None, :]).float())

@@ -60,3 +60,51 @@ def check_sliding_window_mask(sliding_window_mask) -> None:
             expect(False, f"with T={T}, window={window}: query {where[0]} and key {where[1]} should be "
                    f"{'allowed' if expected[where[0], where[1]] else 'masked'}; each query sees itself and the "
                    f"{window - 1} tokens before it. Expected {expected.int().tolist()}, got {mask.int().tolist()}")
+
+
+@checker("Exercise 5.4 — the decoder's mask, and what leaks without it")
+def check_decoder_mask(decoder_mask) -> None:
+    """``decoder_mask(key_padding_mask)``: (B, T) True = padding -> (B, 1, T, T) True = may attend.
+
+    The checker runs attention under the reader's mask and changes inputs: later
+    tokens (a mask that leaks the future changes earlier outputs) and padded tokens
+    (a mask that lets real tokens read padding changes their outputs).
+    """
+    from utils.attention import attention
+
+    padding = torch.tensor([[False] * 6, [True, True] + [False] * 4, [True] + [False] * 5])  # left-padded
+    B, T = padding.shape
+    mask = decoder_mask(padding.clone())
+    expect(isinstance(mask, torch.Tensor) and mask.dtype == torch.bool,
+           f"return a bool tensor (True = may attend), got {getattr(mask, 'dtype', type(mask).__name__)}")
+    expect(tuple(mask.shape) == (B, 1, T, T),
+           f"the mask has shape {tuple(mask.shape)}; it should be (B, 1, T, T) = {(B, 1, T, T)}, "
+           "so that it broadcasts over the heads of scores shaped (B, n_heads, T, T)")
+    expected = torch.ones(T, T, dtype=torch.bool).tril() & ~padding[:, None, None, :]
+    expect(not torch.equal(mask, ~expected),
+           "your mask is True where attention is blocked (nn.MultiheadAttention's attn_mask "
+           "convention); the book's masks are True where a query may attend")
+
+    generator = torch.Generator().manual_seed(54)
+    n_heads, head_size = 2, 4
+    x = torch.randn(B, n_heads, T, head_size, generator=generator)
+
+    def run(inputs):  # self-attention of each head under the reader's mask
+        return attention(inputs, inputs, inputs, mask)[0]  # (B, n_heads, T, head_size)
+
+    out = run(x)
+    for t in range(T - 1):
+        changed = x.clone()
+        changed[:, :, t + 1 :] = torch.randn(B, n_heads, T - t - 1, head_size, generator=generator)
+        difference = (run(changed)[:, :, : t + 1] - out[:, :, : t + 1]).abs().max().item()
+        expect(difference < 1e-6,
+               f"your mask leaks the future: changing the tokens after position {t} changed the output "
+               f"at positions 0..{t} (by up to {difference:.2g}); query t may only see keys s <= t")
+    changed = x.clone()
+    changed[padding[:, None, :, None].expand_as(x)] = 100.0  # rewrite every padded token
+    real = ~padding[:, None, :, None].expand_as(x)
+    difference = (run(changed)[real] - out[real]).abs().max().item()
+    expect(difference < 1e-6,
+           f"real tokens attend to padding: changing the padded tokens changed their outputs (by up to "
+           f"{difference:.2g}); combine the causal mask with ~key_padding_mask[:, None, None, :]")
+    expect_close(mask.float(), expected.float(), "your mask (1 = may attend)")
