@@ -104,6 +104,9 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+_rank, _world_size = rank, world_size  # for functions whose parameters take these names
+
+
 def is_main() -> bool:
     """Rank 0: the one process that prints, logs and writes checkpoints."""
     return rank() == 0
@@ -195,8 +198,6 @@ def rank_batch_at(batch_at: Callable[[int], tuple], rank: int | None = None,
 
     return batch_of_this_rank
 
-
-_rank, _world_size = rank, world_size  # the parameters above shadow the functions' names
 
 
 # --- starting N processes from a notebook or a test -----------------------------------
