@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from utils import distributed
+from utils import train as train_module
 from utils.models import GPT, GPTConfig
 from utils.train import TrainConfig, Trainer, sequence_loss
 
@@ -199,3 +201,31 @@ def test_a_resumed_2_process_run_continues_where_it_stopped(tmp_path):
     assert largest_difference(resumed[0]["weights"], resumed[1]["weights"]) == 0
     assert resumed[0]["loss"] == straight[0]["loss"]  # the history too, read back from rank 0's checkpoint
 
+
+
+class FakeTask:
+    """A task module for ``python -m utils.train`` that trains nothing: the command line's own duties only."""
+
+    @staticmethod
+    def add_arguments(parser):
+        pass
+
+    @staticmethod
+    def run(args):
+        return {"steps": 1, "train_tokens_per_second": 100}
+
+
+def command_line():
+    train_module._task_module = lambda name, required=True: FakeTask
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = train_module.main(["gpt"])
+    return {"code": code, "printed": printed.getvalue()}
+
+
+def test_command_line_under_2_processes_prints_one_json_line_for_both():
+    rank0, rank1 = distributed.start_processes(command_line, 2)
+    assert rank0["code"] == rank1["code"] == 0
+    assert rank1["printed"] == ""
+    summary = json.loads(rank0["printed"])
+    assert summary["processes"] == 2 and summary["train_tokens_per_second"] == 200  # both ranks' tokens
