@@ -288,3 +288,160 @@ def greedy_translate(
     finally:
         model.train(was_training)
     return out
+
+
+# --- beam search for the encoder–decoder (chapter 12) -----------------------------------
+
+
+def length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Wu et al. (2016)'s length normaliser ((5 + length) / 6) ** alpha; alpha = 0 gives 1."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def translation_scores(
+    model: torch.nn.Module,
+    src: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    eos_id: int,
+    pad_id: int = 0,
+    alpha: float = 0.0,
+    src_key_padding_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The model's score of given translations ``out`` (B, 1 + n), which begin with ``<SOS>``.
+
+    The sum of log p(token) over the tokens up to and including each row's first
+    ``<EOS>`` (all n when it has none), divided by :func:`length_penalty` of that
+    count: the quantity :func:`beam_translate` maximises. Computed by teacher
+    forcing, independently of any search. Returns (B,).
+    """
+    if src_key_padding_mask is None:
+        src_key_padding_mask = src == pad_id  # (B, T_enc)
+    was_training = model.training
+    model.eval()
+    try:
+        memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
+        logits = model.decode(out[:, :-1], memory, memory_key_padding_mask=src_key_padding_mask)  # (B, n, V)
+    finally:
+        model.train(was_training)
+    targets = out[:, 1:]  # (B, n)
+    log_p = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]  # (B, n)
+    is_eos = (targets == eos_id).long()
+    counted = (is_eos.cumsum(1) - is_eos) == 0  # up to and including the first <EOS>
+    return (log_p * counted).sum(1) / length_penalty(counted.sum(1).float(), alpha)
+
+
+@torch.no_grad()
+def beam_translate(
+    model: torch.nn.Module,
+    src: torch.Tensor,
+    *,
+    sos_id: int,
+    eos_id: int,
+    pad_id: int = 0,
+    beam_size: int = 4,
+    alpha: float = 0.6,
+    max_new_tokens: int = 50,
+    src_key_padding_mask: torch.Tensor | None = None,
+    return_scores: bool = False,
+    use_cache: bool = False,
+):
+    """Beam search with an encoder–decoder model, all B sentences at once.
+
+    Each sentence keeps its ``beam_size`` best partial translations (K *beams*).
+    At every step each beam proposes its V continuations; of the K·V candidates
+    the K with the highest score survive, the score being the sum of log
+    probabilities divided by the length penalty ((5 + n) / 6)^alpha (Wu et al.,
+    2016), so that short translations are not favoured merely for having fewer
+    factors below 1. A beam that has produced ``<EOS>`` has *ended*: it keeps its
+    score and competes with the others as it is. The loop stops when every beam
+    of every sentence has ended (or after ``max_new_tokens``), and each sentence
+    returns its best beam. A live beam that can no longer beat the best ended one
+    (its score can only fall to ``sum / length_penalty(max_new_tokens)`` at best)
+    ends early: it could never be the answer, and the cut saves most of the steps.
+
+    With ``beam_size=1`` this is greedy decoding. A wider beam can, rarely, lose
+    the greedy path and end lower than it (beam search is a heuristic), so the
+    greedy translation is computed as well (1/K of the cost) and kept where it
+    scores higher: a wider beam never scores below greedy.
+
+    Returns ids (B, 1 + n) beginning with ``<SOS>``, ``pad_id`` after each row's
+    ``<EOS>``; with ``return_scores=True`` also the scores (B,).
+
+    ``use_cache=True`` keeps each decoder layer's keys and values (chapter 13's KV
+    cache) and feeds only the newest token; after each step the cache rows follow
+    their beams (``KVCache.select``). The result is the same, in far fewer operations.
+    """
+    if src.ndim != 2:
+        raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(src.shape)}")
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    config = getattr(model, "config", None)
+    if getattr(config, "max_len", None) is not None:
+        max_new_tokens = min(max_new_tokens, config.max_len)  # the decoder reads at most max_len tokens
+    if src_key_padding_mask is None:
+        src_key_padding_mask = src == pad_id  # (B, T_enc), True at padding
+    B, K, device = src.shape[0], beam_size, src.device
+    was_training = model.training
+    model.eval()
+    try:
+        memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
+        memory = memory.repeat_interleave(K, dim=0)  # (B*K, T_enc, C): one copy per beam
+        memory_mask = src_key_padding_mask.repeat_interleave(K, dim=0)  # (B*K, T_enc)
+        ids = torch.full((B, K, 1), sos_id, dtype=torch.long, device=device)  # (B, K, t)
+        log_p_sum = torch.zeros(B, K, device=device)
+        log_p_sum[:, 1:] = float("-inf")  # at first only beam 0 exists: no K copies of one prefix
+        lengths = torch.zeros(B, K, device=device)  # tokens made, <EOS> included
+        ended = log_p_sum.isinf()  # (B, K); empty beams count as ended
+        cache = model.new_cache() if use_cache else None
+        for _ in range(max_new_tokens):
+            if ended.all():
+                break
+            new = ids.view(B * K, -1)[:, -1:] if use_cache else ids.view(B * K, -1)  # (B*K, 1 or t)
+            logits = model.decode(new, memory, memory_key_padding_mask=memory_mask, cache=cache)[:, -1]
+            log_p = torch.log_softmax(logits.float(), dim=-1).view(B, K, -1)  # (B, K, V)
+            V = log_p.shape[-1]
+            # an ended beam has one continuation, padding, which changes nothing
+            log_p = log_p.masked_fill(ended[..., None], float("-inf"))
+            log_p[..., pad_id] = log_p[..., pad_id].masked_fill(ended, 0.0)
+            candidate_sum = (log_p_sum[..., None] + log_p).view(B, K * V)  # (B, K*V)
+            candidate_length = (lengths + (~ended).float())[..., None].expand(B, K, V).reshape(B, K * V)
+            candidate_score = candidate_sum / length_penalty(candidate_length, alpha)
+            best = candidate_score.topk(K, dim=-1).indices  # (B, K)
+            beam, token = best // V, best % V  # which beam each survivor extends, with which token
+            ids = torch.cat([ids.gather(1, beam[..., None].expand(-1, -1, ids.shape[-1])), token[..., None]], -1)
+            if use_cache:  # row b*K + k of the cache now belongs to the beam it was extended from
+                rows = (torch.arange(B, device=device)[:, None] * K + beam).view(-1)  # (B*K,)
+                for self_cache, _ in cache:
+                    self_cache.select(rows)
+            log_p_sum = candidate_sum.gather(1, best)
+            lengths = candidate_length.gather(1, best)
+            ended = ended.gather(1, beam) | (token == eos_id) | log_p_sum.isinf()
+            # A live beam's sum of log probabilities can only fall, so its score can never rise
+            # above sum / length_penalty(longest possible): once that is below the best ended
+            # beam's score it can never be chosen, and it stops (for any alpha).
+            best_ended = (log_p_sum / length_penalty(lengths, alpha)).masked_fill(~ended, float("-inf")).amax(-1)
+            ceiling = log_p_sum / length_penalty(torch.full_like(lengths, max_new_tokens), alpha)
+            ended |= ceiling < best_ended[:, None]
+        scores = log_p_sum / length_penalty(lengths, alpha)  # (B, K)
+        top = scores.argmax(dim=-1)  # (B,)
+        out = ids[torch.arange(B, device=device), top]  # (B, 1 + n)
+        out_scores = scores[torch.arange(B, device=device), top]
+    finally:
+        model.train(was_training)
+    if K > 1:
+        greedy_out, greedy_scores = beam_translate(
+            model, src, sos_id=sos_id, eos_id=eos_id, pad_id=pad_id, beam_size=1, alpha=alpha,
+            max_new_tokens=max_new_tokens, src_key_padding_mask=src_key_padding_mask, return_scores=True,
+            use_cache=use_cache)
+        use_greedy = greedy_scores > out_scores
+        if use_greedy.any():
+            width = max(out.shape[1], greedy_out.shape[1])
+            out, greedy_out = (torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad_id)
+                               for t in (out, greedy_out))
+            out = torch.where(use_greedy[:, None], greedy_out, out)
+            out_scores = torch.where(use_greedy, greedy_scores, out_scores)
+    return (out, out_scores) if return_scores else out

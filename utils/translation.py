@@ -1,0 +1,473 @@
+"""Translation, German → English on Multi30k: data, batches, training and scoring (chapter 12).
+
+The task of ``python -m utils.train translate``:
+
+* **Tokenizer** — one byte-level BPE (chapter 01) *shared* by both languages and
+  trained on the training split only. German and English captions share names,
+  numbers, punctuation and many word pieces, so one vocabulary covers both with
+  fewer tokens than two would, and one ``(V, C)`` matrix can serve as the source
+  embedding, the target embedding and the output layer (three-way weight tying,
+  Press & Wolf, 2017): fewer parameters to learn in a few minutes.
+* **Pairs** — the source is the German ids; the decoder reads ``<SOS> + English``
+  and is trained to predict ``English + <EOS>`` (teacher forcing, chapter 09).
+* **Batches by length** (:func:`bucket_batches`) — pairs sorted by length and cut
+  into batches of at most ``max_tokens`` padded positions, so a batch holds
+  sentences of similar length and little padding; :func:`padding_share` measures it.
+* **Loss** — :func:`utils.train.sequence_loss` with ``<PAD>`` targets ignored and
+  label smoothing; the padding masks come from ``ids == <PAD>`` inside the model.
+* **Scoring** — validation loss per epoch; test translations by greedy decoding and
+  beam search (:mod:`utils.generate`), scored with BLEU (:mod:`utils.bleu`), checked
+  against sacreBLEU.
+* :data:`PRESETS` ``cpu`` (ten minutes on two laptop cores) and ``gpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from utils.bleu import corpus_bleu, sacrebleu_score
+from utils.data import load_multi30k
+from utils.generate import beam_translate
+from utils.models import Transformer, TransformerConfig, count_parameters
+from utils.tokenizers import BPETokenizer
+from utils.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    UsageError,
+    load_checkpoint,
+    sequence_loss,
+    write_json_atomic,
+)
+
+TASK = "translate"
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "cpu": {
+        "data": dict(vocab_size=4000, max_tokens=2000, epochs=10, minutes=7.5),
+        "model": dict(max_len=128, C=192, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=768,
+                      dropout=0.1, norm_first=False),
+        "train": dict(lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
+        "decode": dict(beam_size=4, alpha=0.6),
+    },
+    "gpu": {
+        "data": dict(vocab_size=8000, max_tokens=8000, epochs=30, minutes=None),
+        "model": dict(max_len=128, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048,
+                      dropout=0.2, norm_first=True),
+        "train": dict(lr=1e-3, min_lr=5e-5, warmup_steps=1000, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
+        "decode": dict(beam_size=5, alpha=0.6),
+    },
+}
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def train_tokenizer(train_pairs: list[tuple[str, str]], vocab_size: int) -> BPETokenizer:
+    """One BPE for both languages, trained on the training pairs only (never on val or test)."""
+    return BPETokenizer.from_text([text for pair in train_pairs for text in pair], vocab_size, specials=True)
+
+
+def encode_pairs(pairs: list[tuple[str, str]], tokenizer: BPETokenizer, max_len: int | None = None):
+    """Text pairs → (German ids, English ids), without special tokens; ids cut to fit ``max_len``.
+
+    The decoder reads ``<SOS> + English`` (1 + n ids) and predicts ``English + <EOS>``,
+    so an English side may hold at most ``max_len - 1`` ids.
+    """
+    encoded = []
+    for german, english in pairs:
+        src, tgt = tokenizer.encode(german), tokenizer.encode(english)
+        if max_len is not None:
+            src, tgt = src[:max_len], tgt[: max_len - 1]
+        encoded.append((src, tgt))
+    return encoded
+
+
+def pair_lengths(encoded: list[tuple[list[int], list[int]]]) -> list[tuple[int, int]]:
+    """(T_enc, T_dec) of each pair: the source's ids, and the target's ids plus one (<SOS> or <EOS>)."""
+    return [(len(src), len(tgt) + 1) for src, tgt in encoded]
+
+
+def batch_positions(lengths: list[tuple[int, int]], batch: list[int]) -> int:
+    """Positions of a batch once padded: B · (longest source + longest target)."""
+    return len(batch) * (max(lengths[i][0] for i in batch) + max(lengths[i][1] for i in batch))
+
+
+def padding_share(lengths: list[tuple[int, int]], batches: list[list[int]]) -> float:
+    """The fraction of all padded positions (sources and targets) that are ``<PAD>``."""
+    real = sum(lengths[i][0] + lengths[i][1] for batch in batches for i in batch)
+    total = sum(batch_positions(lengths, batch) for batch in batches)
+    return 1 - real / total
+
+
+def random_batches(n: int, batch_size: int, seed: int = 0) -> list[list[int]]:
+    """The plain way: shuffle the pairs and cut them into batches of ``batch_size``."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def bucket_batches(lengths: list[tuple[int, int]], max_tokens: int, seed: int | None = 0) -> list[list[int]]:
+    """Batches of pair indices with similar lengths, each at most ``max_tokens`` padded positions.
+
+    Sort the pairs by (source length, target length) — ties in a random order drawn
+    from ``seed``, so every epoch's batches differ a little — then walk the sorted
+    list and start a new batch whenever the next pair would push
+    :func:`batch_positions` past ``max_tokens``. The batches come back shuffled
+    (``seed=None``: in sorted order). Every pair is in exactly one batch.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    too_long = [i for i, (s, t) in enumerate(lengths) if s + t > max_tokens]
+    if too_long:
+        i = too_long[0]
+        raise ValueError(f"pair {i} alone has {sum(lengths[i])} positions, more than max_tokens={max_tokens}")
+    rng = random.Random(seed)
+    ties = [rng.random() for _ in lengths]
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][0], lengths[i][1], ties[i]))
+    batches, batch, longest_src, longest_tgt = [], [], 0, 0
+    for i in order:
+        s, t = lengths[i]
+        grown_src, grown_tgt = max(longest_src, s), max(longest_tgt, t)
+        if batch and (len(batch) + 1) * (grown_src + grown_tgt) > max_tokens:
+            batches.append(batch)
+            batch, grown_src, grown_tgt = [], s, t
+        batch.append(i)
+        longest_src, longest_tgt = grown_src, grown_tgt
+    if batch:
+        batches.append(batch)
+    if seed is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(encoded: list[tuple[list[int], list[int]]], batch: list[int], tokenizer: BPETokenizer):
+    """Pairs ``batch`` → ``(src, tgt_in, tgt_out)``, each (B, T) and padded with ``<PAD>`` on the right.
+
+    ``tgt_in`` is ``<SOS> + English`` and ``tgt_out`` is ``English + <EOS>``: position t
+    of the decoder predicts token t + 1 of the sentence.
+    """
+    pad, sos, eos = tokenizer.pad_id, tokenizer.sos_id, tokenizer.eos_id
+    T_enc = max(len(encoded[i][0]) for i in batch)
+    T_dec = max(len(encoded[i][1]) for i in batch) + 1
+    src = torch.full((len(batch), T_enc), pad, dtype=torch.long)
+    tgt_in = torch.full((len(batch), T_dec), pad, dtype=torch.long)
+    tgt_out = torch.full((len(batch), T_dec), pad, dtype=torch.long)
+    for row, i in enumerate(batch):
+        s, t = encoded[i]
+        src[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        tgt_in[row, : len(t) + 1] = torch.tensor([sos, *t], dtype=torch.long)
+        tgt_out[row, : len(t) + 1] = torch.tensor([*t, eos], dtype=torch.long)
+    return src, tgt_in, tgt_out
+
+
+def epoch_batches(encoded, tokenizer: BPETokenizer, max_tokens: int, seed: int = 0):
+    """``(batch_at, batches_per_epoch)``: ``batch_at(i)`` is micro-batch ``i`` of a run over many epochs.
+
+    Epoch ``e = i // batches_per_epoch`` uses :func:`bucket_batches` with seed
+    ``seed + e``; a pure function of ``i``, as the trainer needs for exact resumes.
+    """
+    lengths = pair_lengths(encoded)
+    n = len(bucket_batches(lengths, max_tokens, seed=None))  # the count does not depend on the seed
+    cache: dict[int, list[list[int]]] = {}
+
+    def batch_at(i: int):
+        epoch = i // n
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = bucket_batches(lengths, max_tokens, seed=seed + epoch)
+        return collate(encoded, cache[epoch][i % n], tokenizer)
+
+    return batch_at, n
+
+
+# --- model, loss and evaluation ----------------------------------------------------------
+
+
+def build_model(model_config: TransformerConfig) -> Transformer:
+    """The chapter-10 Transformer with one embedding matrix for source, target and output layer."""
+    if model_config.src_vocab_size != model_config.tgt_vocab_size:
+        raise ValueError("a shared vocabulary needs src_vocab_size == tgt_vocab_size, got "
+                         f"{model_config.src_vocab_size} and {model_config.tgt_vocab_size}")
+    model = Transformer(model_config)
+    model.src_embedding.weight = model.tgt_embedding.weight  # (V, C), also the output layer's (tie_weights)
+    return model
+
+
+def translation_loss(model: Transformer, batch, *, pad_id: int, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the decoder's predictions against ``tgt_out``, ``<PAD>`` targets ignored."""
+    src, tgt_in, tgt_out = batch
+    logits = model(src, tgt_in)  # (B, T_dec, V); padding masks from ids == pad_id
+    return sequence_loss(logits, tgt_out, ignore_index=pad_id, label_smoothing=label_smoothing)
+
+
+@torch.no_grad()
+def validation_loss(model: Transformer, encoded, tokenizer: BPETokenizer, max_tokens: int) -> float:
+    """Mean cross-entropy per target token over the whole split (no label smoothing)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for batch in bucket_batches(pair_lengths(encoded), max_tokens, seed=None):
+        src, tgt_in, tgt_out = (t.to(device) for t in collate(encoded, batch, tokenizer))
+        n = int((tgt_out != tokenizer.pad_id).sum())
+        total += translation_loss(model, (src, tgt_in, tgt_out), pad_id=tokenizer.pad_id).item() * n
+        count += n
+    return total / count
+
+
+def strip_translation(ids: list[int], tokenizer: BPETokenizer) -> list[int]:
+    """The ids between ``<SOS>`` and the first ``<EOS>``."""
+    ids = ids[1:] if ids and ids[0] == tokenizer.sos_id else ids
+    return ids[: ids.index(tokenizer.eos_id)] if tokenizer.eos_id in ids else ids
+
+
+@torch.no_grad()
+def translate(
+    model: Transformer,
+    tokenizer: BPETokenizer,
+    sentences: list[str],
+    *,
+    beam_size: int = 1,
+    alpha: float = 0.6,
+    batch_size: int = 100,
+    extra_tokens: int = 10,
+) -> list[str]:
+    """German sentences → English, in the same order (sorted by length inside, for less padding).
+
+    A translation may have up to 1.5 times as many tokens as the longest source of its
+    batch plus ``extra_tokens`` (English captions are about as long as German ones).
+    """
+    device = next(model.parameters()).device
+    max_len = model.config.max_len
+    encoded = [tokenizer.encode(s)[:max_len] or [tokenizer.eos_id] for s in sentences]
+    order = sorted(range(len(sentences)), key=lambda i: len(encoded[i]))
+    out: list[str] = [""] * len(sentences)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        T = max(len(encoded[i]) for i in chunk)
+        src = torch.full((len(chunk), T), tokenizer.pad_id, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            src[row, : len(encoded[i])] = torch.tensor(encoded[i])
+        ids = beam_translate(model, src.to(device), sos_id=tokenizer.sos_id, eos_id=tokenizer.eos_id,
+                             pad_id=tokenizer.pad_id, beam_size=beam_size, alpha=alpha,
+                             max_new_tokens=T * 3 // 2 + extra_tokens, use_cache=True)
+        for row, i in enumerate(chunk):
+            text = tokenizer.decode(strip_translation(ids[row].tolist(), tokenizer), skip_specials=True)
+            out[i] = text.strip()
+    return out
+
+
+def steps_per_second(model: Transformer, config: TrainConfig, batch_at, pad_id: int, label_smoothing: float,
+                     n: int = 12) -> float:
+    """Training steps per second of ``model`` on this machine, timed on the batches ``batch_at(0..n-1)``.
+
+    The model's weights are put back afterwards: it is a measurement, not training.
+    The first two steps (memory allocation) are not timed.
+    """
+    from utils.train import configure_optimizer, resolve_device
+
+    device = resolve_device(config.device)
+    model.to(device).train()
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optimizer = configure_optimizer(model, config)
+    for i in range(n):
+        if i == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        batch = tuple(t.to(device) for t in batch_at(i))
+        translation_loss(model, batch, pad_id=pad_id, label_smoothing=label_smoothing).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.load_state_dict(saved)
+    return (n - 2) / seconds
+
+
+def bleu_of(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
+    """sacreBLEU (cased, detokenized, 13a) with its signature; our own BLEU must agree with it."""
+    score, signature = sacrebleu_score(hypotheses, references)
+    ours = corpus_bleu(hypotheses, references).score
+    if abs(ours - score) > 1e-6:
+        raise AssertionError(f"utils.bleu gives {ours}, sacreBLEU {score}: they must agree")
+    return score, signature
+
+
+# --- presets, checkpoints and the command line --------------------------------------------------
+
+
+def configs(preset: str | dict, vocab_size: int, **train_overrides) -> tuple[TransformerConfig, TrainConfig]:
+    """The model and training settings of a preset (a name or a dict like ``PRESETS["cpu"]``)."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    try:
+        model_config = TransformerConfig(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, pad_id=0,
+                                         **preset["model"])
+        return model_config, TrainConfig(**{**preset["train"], **train_overrides})
+    except TypeError as error:  # an unknown field name
+        raise UsageError(str(error)) from None
+
+
+def metadata(model_config: TransformerConfig, tokenizer: BPETokenizer) -> dict:
+    """What a checkpoint of this task must match: the task, the model's sizes, the tokenizer."""
+    return {"task": TASK, "model": dataclasses.asdict(model_config), "shared_embeddings": True,
+            "tokenizer": tokenizer.to_dict()}
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
+    """Rebuild a trained translator and its tokenizer from a checkpoint of this task."""
+    checkpoint = load_checkpoint(path, {"task": TASK})
+    try:
+        model = build_model(TransformerConfig(**checkpoint["metadata"]["model"]))
+        tokenizer = BPETokenizer.from_dict(checkpoint["metadata"]["tokenizer"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is damaged: {' '.join(str(error).split())[:200]}") from None
+    return model.eval(), tokenizer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the 29,000 training pairs (default: the preset's; --steps wins)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train for about this many minutes: the step count is set from the speed of a few "
+                             "timed steps on this machine (default: the preset's; --epochs and --steps win)")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam width for the test translations (default: the preset's; 1 is greedy)")
+    parser.add_argument("--test-sentences", type=int, default=None,
+                        help="translate only the first N test sentences (quick checks; the BLEU is then "
+                             "not the benchmark's)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even when OUT already holds a checkpoint (it is replaced)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change one setting of the preset, e.g. --set model.C=192 --set train.lr=1e-3 "
+                             f"(sections: {', '.join(PRESETS['cpu'])})")
+
+
+def apply_settings(preset: dict[str, dict], settings: list[str]) -> dict[str, dict]:
+    """A copy of ``preset`` with ``SECTION.FIELD=VALUE`` settings applied (VALUE read as a Python literal)."""
+    import ast
+
+    preset = {section: dict(fields) for section, fields in preset.items()}
+    for setting in settings:
+        name, equals, text = setting.partition("=")
+        section, dot, field = name.partition(".")
+        if not (equals and dot) or section not in preset:
+            raise UsageError(f"--set {setting!r}: expected SECTION.FIELD=VALUE with SECTION one of {list(preset)}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a plain word, e.g. a schedule's name
+        preset[section][field] = value
+    return preset
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train (or resume) the translator of a preset, translate the test split, score it; returns the summary."""
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+    preset = apply_settings(PRESETS[args.preset], args.set)
+    if args.minutes is not None and not args.minutes > 0:
+        raise UsageError(f"--minutes must be > 0, got {args.minutes}")
+    for name in ("epochs", "beam", "test_sentences"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    out = Path(args.out or f"runs/{TASK}-{args.preset}")
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{checkpoint_path} already exists; pass --resume to continue it, --overwrite to "
+                         "replace it, or --out to train elsewhere")
+    if args.resume and not checkpoint_path.exists():
+        raise UsageError(f"--resume: there is no checkpoint at {checkpoint_path}")
+
+    train_pairs, val_pairs, test_pairs = (load_multi30k(split) for split in ("train", "val", "test"))
+    data = preset["data"]
+    tokenizer = train_tokenizer(train_pairs, data["vocab_size"])
+    model_config, _ = configs(preset, tokenizer.vocab_size)
+    pad, smoothing = tokenizer.pad_id, preset["train"]["label_smoothing"]
+    train_encoded = encode_pairs(train_pairs, tokenizer, model_config.max_len)
+    val_encoded = encode_pairs(val_pairs, tokenizer, model_config.max_len)
+    batch_at, per_epoch = epoch_batches(train_encoded, tokenizer, data["max_tokens"], seed=args.seed)
+    overrides = dict(device=args.device, compile=args.compile, seed=args.seed, eval_every=per_epoch)
+    model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config)
+    minutes = args.minutes or data.get("minutes")
+    if args.steps is not None:
+        steps = args.steps
+    elif args.resume:
+        steps = load_checkpoint(checkpoint_path, {"task": TASK})["config"]["steps"]  # the run's own total
+    elif args.epochs or not minutes:
+        steps = (args.epochs or data["epochs"]) * per_epoch
+    else:  # a time budget: a validation pass costs about 1/25 of an epoch, once per epoch
+        steps = int(minutes * 60 * 0.96 * steps_per_second(model, train_config, batch_at, pad, smoothing))
+    train_config = dataclasses.replace(train_config, steps=steps,
+                                       warmup_steps=min(train_config.warmup_steps, max(steps // 5, 1)))
+    trainer = Trainer(
+        model,
+        train_config,
+        batch_at=batch_at,
+        loss_of=lambda m, batch: translation_loss(m, batch, pad_id=pad, label_smoothing=smoothing),
+        evaluate=lambda m: {"val_loss": validation_loss(m, val_encoded, tokenizer, data["max_tokens"])},
+        metadata=metadata(model_config, tokenizer),
+        out_dir=out,
+    )
+    if args.resume:
+        trainer.load(checkpoint_path)
+    start_step = trainer.step
+    history = trainer.fit()
+    if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
+        model.eval()
+        history.setdefault("val_loss", []).append(validation_loss(model, val_encoded, tokenizer, data["max_tokens"]))
+        history["eval_step"].append(trainer.step)
+
+    decode_start = time.perf_counter()
+    model.eval()
+    test_pairs = test_pairs[: args.test_sentences] if args.test_sentences else test_pairs
+    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
+    beam_size = args.beam or preset["decode"]["beam_size"]
+    greedy = translate(model, tokenizer, sources, beam_size=1)
+    beam = translate(model, tokenizer, sources, beam_size=beam_size, alpha=preset["decode"]["alpha"],
+                     batch_size=preset["decode"].get("batch_size", 100))
+    bleu_greedy, _ = bleu_of(greedy, references)
+    bleu, signature = bleu_of(beam, references)
+    decode_seconds = time.perf_counter() - decode_start
+    (out / "test_translations.txt").write_text("\n".join(beam) + "\n", encoding="utf-8")
+
+    steps_run = trainer.step - start_step
+    summary = {
+        "task": TASK,
+        "preset": args.preset,
+        "device": trainer.device.type,
+        "epochs": round(trainer.step / per_epoch, 2),
+        "steps": trainer.step,
+        "parameters": count_parameters(model),
+        "train_seconds": round(trainer.train_seconds, 2),
+        "steps_per_second": round(steps_run / trainer.train_seconds, 2) if trainer.train_seconds > 0 else None,
+        "decode_seconds": round(decode_seconds, 2),
+        "val_loss": round(history["val_loss"][-1], 4),
+        "bleu": round(bleu, 2),
+        "bleu_greedy": round(bleu_greedy, 2),
+        "beam": beam_size,
+        "test_sentences": len(test_pairs),
+        "bleu_signature": signature,
+        **({"settings": args.set} if args.set else {}),
+        "checkpoint": str(checkpoint_path),
+    }
+    write_json_atomic({"summary": summary, "train_config": dataclasses.asdict(train_config),
+                       "model_config": dataclasses.asdict(model_config), "history": history,
+                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, out / "metrics.json")
+    return summary
