@@ -33,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from utils import distributed  # chapter 14: the same loop in N processes under torchrun
+from utils.data import write_atomically
 
 # --- chapter 02: the loss, batches and a plain loop ----------------------------------------
 
@@ -407,15 +407,7 @@ def save_atomic(obj, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(obj, f)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return write_atomically(path, lambda f: torch.save(obj, f))
 
 
 def write_json_atomic(data, path: str | Path) -> Path:
@@ -424,16 +416,7 @@ def write_json_atomic(data, path: str | Path) -> Path:
     if not distributed.is_main():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return write_atomically(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def load_checkpoint(path: str | Path, metadata: dict | None = None) -> dict:
