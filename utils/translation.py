@@ -340,7 +340,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
     parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the 29,000 training pairs (default: the preset's; --steps wins)")
+                        help="passes over the training pairs (default: the preset's; --steps wins)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for about this many minutes: the step count is set from the speed of a few "
                              "timed steps on this machine (default: the preset's; --epochs and --steps win)")
@@ -395,6 +395,8 @@ def run(args: argparse.Namespace) -> dict:
 
     train_pairs, val_pairs, test_pairs = (load_multi30k(split) for split in ("train", "val", "test"))
     data = preset["data"]
+    if data.get("train_pairs"):  # a quick run on the first pairs only (tests)
+        train_pairs = train_pairs[: data["train_pairs"]]
     tokenizer = train_tokenizer(train_pairs, data["vocab_size"])
     model_config, _ = configs(preset, tokenizer.vocab_size)
     pad, smoothing = tokenizer.pad_id, preset["train"]["label_smoothing"]
