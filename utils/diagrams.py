@@ -1,4 +1,4 @@
-"""Block diagrams of the two Transformers the book builds, drawn with matplotlib (chapter 00).
+"""Block diagrams of the two Transformers the book builds, drawn with matplotlib (chapters 00 and 04).
 
 Each box names the chapter that builds it (right of the column); the shapes of the
 tensors, in the book's notation (B, T, C, V), sit left of the column, clear of the
@@ -6,6 +6,10 @@ arrows and frames. Residual connections are drawn as the paths that skip each
 sub-layer and join again at its add & norm (post-norm, the paper's encoder–decoder)
 or at its ``+`` (pre-norm, the decoder-only model of chapter 11, which also ends its
 stack with a final LayerNorm).
+
+Chapter 04 adds two pictures of attention itself: one head's dataflow with the
+shape of every tensor (``draw_attention_head``) and how multi-head attention splits
+the channels into heads and concatenates them again (``draw_multi_head_split``).
 """
 
 from __future__ import annotations
