@@ -70,7 +70,9 @@ def checker(title: str) -> Callable:
             try:
                 check(*args, **kwargs)
             except NotImplementedError:
-                print(f"… {title}: not attempted yet. Replace `raise NotImplementedError` with your code and run the cell again.")
+                # Two short lines: outputs are read on a web page, at most 88 characters wide.
+                print(f"… {title}: not attempted yet.\n"
+                      "  Replace `raise NotImplementedError` with your code and run the cell again.")
                 return
             except ExerciseFailed as failure:
                 raise ExerciseFailed(f"{title}: {failure}") from None
