@@ -129,6 +129,11 @@ def test_an_error_in_one_rank_is_raised_with_its_traceback():
         distributed.start_processes(fails_on_rank_1, 2)
 
 
+def test_a_spawned_process_cannot_run_a_function_it_cannot_import():
+    with pytest.raises(ValueError, match=r"cannot find \S*<lambda>.*start_method='fork'"):
+        distributed.start_processes(lambda: 1, 2, start_method="spawn")
+
+
 def test_split_batches_like_distributed_sampler():
     from torch.utils.data import DistributedSampler
 

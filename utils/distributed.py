@@ -28,6 +28,7 @@ import math
 import multiprocessing
 import os
 import socket
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
@@ -243,6 +244,12 @@ def start_processes(fn: Callable, world_size: int = 2, *args, start_method: str 
         raise RuntimeError("start_processes is called from outside a process group, not from a rank")
     if start_method is None:
         start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    name = getattr(fn, "__qualname__", repr(fn))
+    interactive = not hasattr(sys.modules.get("__main__"), "__file__")  # a notebook or a console
+    if start_method != "fork" and ("<" in name or (getattr(fn, "__module__", None) == "__main__" and interactive)):
+        raise ValueError(f"start_method={start_method!r} starts a fresh Python for each process, which cannot "
+                         f"find {name} (defined in a notebook, a console, or inside a function): define it at "
+                         "the top level of a .py module, or use start_method='fork'")
     with tempfile.TemporaryDirectory(prefix="ranks-") as folder:
         try:
             torch_mp.start_processes(_run_rank, args=(fn, world_size, free_port(), folder, args),
