@@ -234,3 +234,17 @@ def test_command_line_under_2_processes_prints_one_json_line_for_both():
     assert rank1["printed"] == ""
     summary = json.loads(rank0["printed"])
     assert summary["processes"] == 2 and summary["train_tokens_per_second"] == 200  # both ranks' tokens
+
+
+def test_bad_launches_are_named(monkeypatch):
+    for name, value in {"RANK": "3", "LOCAL_RANK": "3", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "pick_device", lambda preferred=None: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="LOCAL_RANK=3 but this machine has 2 GPUs"):
+        distributed.init_from_environment()
+    monkeypatch.setattr(distributed, "pick_device", lambda preferred=None: torch.device("mps"))
+    with pytest.raises(ValueError, match="no backend for Apple's MPS"):
+        distributed.init_from_environment()
+    assert not dist.is_initialized()
