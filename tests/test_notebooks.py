@@ -76,20 +76,7 @@ def test_exercises_have_checked_hidden_solutions(path):
         assert "✓" in printed, "its stored output shows the tick"
 
 
-# Chapters whose stored outputs still have lines over 88 characters (being fixed; the
-# exercises' "not attempted yet" message is one of them). Empty this set as they pass.
-LONG_OUTPUT_LINES_PENDING = {
-    "00_introduction", "01_tokenization", "02_embeddings", "03_positional_encoding",
-    "04_self_attention", "05_masked_self_attention",
-}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=pytest.mark.xfail(reason="long output lines being fixed"))
-     if p.stem in LONG_OUTPUT_LINES_PENDING else p for p in CHAPTERS],
-    ids=ids,
-)
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids)
 def test_stored_output_lines_fit_88_characters(path):
     """Printed text is read on the site and in Colab: no line may need sideways scrolling."""
     long_lines = []
