@@ -1,6 +1,7 @@
 """Generation speed with and without the KV cache (chapter 13).
 
     python -m benchmarks.generate [--tokens 500] [--device cpu|cuda|mps] [--batch-size 1]
+                                  [--checkpoint runs/gpt-cpu/checkpoint.pt]
 
 Times ``utils.generate.generate`` writing ``--tokens`` tokens greedily from a
 one-token prompt, with ``use_cache=False`` and ``use_cache=True``, for chapter 11's
@@ -9,8 +10,9 @@ CPU model shape (C = 128, 4 heads, 4 layers, V = 65 characters) with two context
 uncached loop recomputes the whole text at every step), and chapter 11's
 ``block_size=64`` (the uncached loop recomputes the last 64 tokens, and the cached
 loop slides its window by half a block). Weights are random: the time of a step
-does not depend on their values. Prints a table and the machine's load, since a
-busy machine inflates every figure (compare the ratios).
+does not depend on their values. ``--checkpoint`` adds a row for a model trained by
+``python -m utils.train gpt``. Prints a table and the machine's load, since a busy
+machine inflates every figure (compare the ratios).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import torch
 from utils.environment import pick_device
 from utils.generate import generate
 from utils.models import GPT, GPTConfig
+from utils.shakespeare import PRESETS, model_from_checkpoint
 
-# Chapter 11's CPU preset (utils/shakespeare.py): the model's widths.
-SHAPE = dict(C=128, n_heads=4, n_layers=4, dropout=0.0)
+SHAPE = {name: value for name, value in PRESETS["cpu"]["model"].items() if name != "block_size"}
 VOCAB_SIZE = 65  # Tiny Shakespeare's characters
 
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tokens", type=int, default=500, help="tokens to generate (default 500)")
     parser.add_argument("--batch-size", type=int, default=1, help="sequences generated at once (default 1)")
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--checkpoint", default=None, help="also time this trained chapter 11 model")
     args = parser.parse_args(argv)
     if args.tokens < 1 or args.batch_size < 1:
         parser.error(f"--tokens and --batch-size must be >= 1, got {args.tokens} and {args.batch_size}")
@@ -54,17 +57,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.tokens} tokens, batch {args.batch_size}, greedy, from a 1-token prompt")
-    print(f"{'block_size':>10} {'uncached s':>11} {'cached s':>9} {'speed-up':>9} {'cached tokens/s':>16}")
-    rows = []
+    print(f"{'model':<22} {'uncached s':>11} {'cached s':>9} {'speed-up':>9} {'cached tokens/s':>16}")
+    models = {}
     for block_size in (512, 64):
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, **SHAPE)).to(device).eval()
+        models[f"random, block {block_size}"] = GPT(GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, **SHAPE))
+    if args.checkpoint:
+        model, _ = model_from_checkpoint(args.checkpoint)
+        models[f"trained, block {model.config.block_size}"] = model
+    rows = []
+    for name, model in models.items():
+        model = model.to(device).eval()
+        block_size = model.config.block_size
         uncached, uncached_out = time_generation(model, args.tokens, args.batch_size, False, device)
         cached, cached_out = time_generation(model, args.tokens, args.batch_size, True, device)
         if args.tokens < block_size:  # the two loops see the same context: the same tokens
             assert torch.equal(uncached_out, cached_out), "cached and uncached generation differ"
-        rows.append(dict(block_size=block_size, uncached_s=uncached, cached_s=cached, speed_up=uncached / cached))
-        print(f"{block_size:>10} {uncached:>11.2f} {cached:>9.2f} {uncached / cached:>8.1f}x "
+        rows.append(dict(model=name, uncached_s=uncached, cached_s=cached, speed_up=uncached / cached))
+        print(f"{name:<22} {uncached:>11.2f} {cached:>9.2f} {uncached / cached:>8.1f}x "
               f"{args.tokens * args.batch_size / cached:>16,.0f}")
     return rows
 
