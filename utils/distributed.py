@@ -41,7 +41,10 @@ import torch.multiprocessing as torch_mp
 from utils.environment import pick_device
 
 ENVIRONMENT = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-TIMEOUT = datetime.timedelta(seconds=120)  # a collective waits this long for a lost rank, then fails
+# In processes started by start_processes, a collective waits this long for a lost rank, then
+# fails (torchrun runs keep PyTorch's default, 10 minutes, time enough for rank 0 to write a
+# large checkpoint while the others wait).
+TIMEOUT = datetime.timedelta(seconds=120)
 
 
 # --- joining the process group ---------------------------------------------------------
@@ -57,7 +60,9 @@ def backend_for(device: torch.device | str) -> str:
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
-def init_from_environment(device: torch.device | str | None = None) -> torch.device:
+def init_from_environment(
+    device: torch.device | str | None = None, timeout: datetime.timedelta | None = None
+) -> torch.device:
     """Join the process group torchrun described, and return this process's device.
 
     Outside torchrun this only picks the device (:func:`~utils.environment.pick_device`).
@@ -81,7 +86,7 @@ def init_from_environment(device: torch.device | str | None = None) -> torch.dev
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend_for(device), timeout=TIMEOUT)
+        dist.init_process_group(backend_for(device), timeout=timeout)
     return device
 
 
@@ -217,7 +222,7 @@ def _run_rank(local_rank: int, fn: Callable, world: int, port: int, folder: str,
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // world)))
     try:
-        init_from_environment("cpu")
+        init_from_environment("cpu", timeout=TIMEOUT)
         result = fn(*args)
         torch.save(result, Path(folder) / f"rank{local_rank}.pt")
     except BaseException:
