@@ -92,7 +92,7 @@ def test_each_rank_reads_a_different_part():
 def write_and_print(folder: str):
     saved = []
     original = torch.save
-    torch.save = lambda obj, f, *a, **k: (saved.append(str(f)), original(obj, f, *a, **k))[1]
+    torch.save = lambda obj, f, *a, **k: (saved.append(obj), original(obj, f, *a, **k))[1]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         distributed.print_main("step 1")
@@ -104,7 +104,7 @@ def write_and_print(folder: str):
 def test_only_rank_0_writes_and_prints(tmp_path):
     rank0, rank1 = distributed.start_processes(write_and_print, 2, str(tmp_path))
     assert rank0["printed"] == "step 1\n" and rank1["printed"] == ""
-    assert len(rank0["saved"]) == 1 and rank1["saved"] == []
+    assert rank0["saved"] == [{"rank": 0}] and rank1["saved"] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary file left
     assert torch.load(tmp_path / "checkpoint.pt")["rank"] == 0
 

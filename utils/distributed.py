@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 
+from utils.data import write_atomically
 from utils.environment import pick_device
 
 ENVIRONMENT = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -142,9 +143,7 @@ def save_main(obj, path: str | Path) -> None:
     path = Path(path)
     if is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
+        write_atomically(path, lambda f: torch.save(obj, f))
     barrier()  # nobody reads the file before it is complete
 
 
