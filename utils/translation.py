@@ -432,9 +432,7 @@ def run(args: argparse.Namespace) -> dict:
     start_step = trainer.step
     history = trainer.fit()
     if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
-        model.eval()
-        history.setdefault("val_loss", []).append(validation_loss(model, val_encoded, tokenizer, data["max_tokens"]))
-        history["eval_step"].append(trainer.step)
+        trainer.run_evaluation()  # e.g. --steps 0, or a resumed run that was already complete
 
     decode_start = time.perf_counter()
     model.eval()
