@@ -266,7 +266,7 @@ def test_checkpoints_from_elsewhere_are_refused_with_the_reason(tmp_path):
     good = run_tiny(until=3, out_dir=tmp_path).checkpoint_path
     before = good.read_bytes()
     trainer = Trainer(tiny_gpt(C=32), tiny_config(), batch_at=None, metadata={"task": "test", "C": 16})
-    with pytest.raises(CheckpointError, match="another model shape"):
+    with pytest.raises(CheckpointError, match="another model: size mismatch"):
         trainer.load(good)
     trainer = Trainer(tiny_gpt(), tiny_config(), batch_at=None, metadata={"task": "other"})
     with pytest.raises(CheckpointError, match="another task"):

@@ -643,8 +643,12 @@ class Trainer:
         try:
             self.model.load_state_dict(checkpoint["model"])
         except RuntimeError as error:
-            first = str(error).strip().splitlines()
-            raise CheckpointError(f"{path} holds weights of another model shape: {' '.join(first[:3])}") from None
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            wanted = [line for prefix in ("size mismatch", "Missing", "Unexpected") for line in lines
+                      if line.startswith(prefix)]  # the most telling first
+            detail = (wanted or lines or [""])[0]
+            detail = detail if len(detail) <= 160 else detail[:157] + "..."
+            raise CheckpointError(f"{path} holds weights of another model: {detail}") from None
         try:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         except (ValueError, KeyError) as error:
