@@ -50,7 +50,7 @@ TASK = "translate"
 
 PRESETS: dict[str, dict[str, dict]] = {
     "cpu": {
-        "data": dict(vocab_size=4000, max_tokens=2000, epochs=10, minutes=7.5),
+        "data": dict(vocab_size=4000, max_tokens=2000, epochs=10, minutes=7.0),
         "model": dict(max_len=128, C=192, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=768,
                       dropout=0.1, norm_first=False),
         "train": dict(lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
