@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.embeddings import BigramLanguageModel
-from utils.train import language_model_loss
+from utils.train import sequence_loss
 
 
 def test_bigram_maps_ids_to_one_row_of_logits_per_token():
@@ -30,7 +30,7 @@ def test_untrained_bigram_is_uniform_with_loss_ln_V():
     ids = torch.randint(V, (4, 16))
     probs = torch.softmax(model(ids), dim=-1)
     assert torch.allclose(probs, torch.full_like(probs, 1 / V))
-    assert math.isclose(language_model_loss(model(ids), torch.randint(V, (4, 16))).item(), math.log(V), rel_tol=1e-6)
+    assert math.isclose(sequence_loss(model(ids), torch.randint(V, (4, 16))).item(), math.log(V), rel_tol=1e-6)
 
 
 def test_trained_bigram_learns_the_transition_frequencies():

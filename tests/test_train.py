@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.train import estimate_loss, get_batch, language_model_loss, train_language_model
+from utils.train import estimate_loss, get_batch, train_language_model
 
 
 def test_get_batch_targets_are_inputs_shifted_by_one():
@@ -23,15 +23,6 @@ def test_get_batch_errors_name_the_problem():
         get_batch(torch.zeros(2, 10, dtype=torch.long), 4, 2)
     with pytest.raises(ValueError, match="too few"):
         get_batch(torch.arange(5), 8, 2)
-
-
-def test_language_model_loss_matches_cross_entropy_and_checks_shapes():
-    logits = torch.randn(2, 3, 7)
-    targets = torch.randint(7, (2, 3))
-    manual = -torch.log_softmax(logits, -1).gather(-1, targets[..., None]).mean()
-    assert torch.allclose(language_model_loss(logits, targets), manual)
-    with pytest.raises(ValueError, match=r"\(3, 2\)"):
-        language_model_loss(logits, targets.T)
 
 
 class Bigram(nn.Module):
@@ -112,11 +103,9 @@ def test_sequence_loss_is_the_mean_over_real_targets_and_names_the_shapes():
     real = targets != 0
     assert torch.allclose(sequence_loss(logits, targets, ignore_index=0), -log_p[real].mean())
     assert torch.allclose(sequence_loss(logits, targets, pad_id=0), -log_p[real].mean())
-    assert torch.allclose(language_model_loss(logits, targets), -log_p.mean())
+    assert torch.allclose(sequence_loss(logits, targets), -log_p.mean())
     with pytest.raises(ValueError, match=r"\(6, 11\).*\(2, 3\)"):
         sequence_loss(logits.reshape(6, V), targets)  # 2-D logits: the message names both shapes
-    with pytest.raises(ValueError, match=r"\(6, 11\)"):
-        language_model_loss(logits.reshape(6, V), targets)
     with pytest.raises(ValueError, match="integer"):
         sequence_loss(logits, targets.float())
     with pytest.raises(ValueError, match="same thing"):

@@ -92,11 +92,6 @@ def sequence_loss(
                            ignore_index=-100 if ignore is None else ignore, label_smoothing=label_smoothing)
 
 
-def language_model_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """The same as :func:`sequence_loss` (its older name, kept while chapters 02–10 switch)."""
-    return sequence_loss(logits, targets, ignore_index=ignore_index)
-
-
 def get_batch(
     data: torch.Tensor,
     block_size: int,
