@@ -28,6 +28,7 @@ from utils.train import (
     TrainConfig,
     Trainer,
     UsageError,
+    checkpoint_path_of,
     load_checkpoint,
     random_windows,
     whole_split_loss,
@@ -121,13 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     """Train (or resume) the GPT of a preset; writes OUT/checkpoint.pt and OUT/metrics.json; returns the summary."""
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
-    out = Path(args.out or f"runs/{TASK}-{args.preset}")
-    checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists() and not (args.resume or args.overwrite):
-        raise UsageError(f"{checkpoint_path} already exists; pass --resume to continue it, --overwrite to "
-                         "replace it, or --out to train elsewhere")
-    if args.resume and not checkpoint_path.exists():
-        raise UsageError(f"--resume: there is no checkpoint at {checkpoint_path}")
+    checkpoint_path = checkpoint_path_of(args, TASK)
+    out = checkpoint_path.parent
     if args.eval_every is not None and args.eval_every < 1:
         raise UsageError(f"--eval-every must be >= 1, got {args.eval_every}")
 

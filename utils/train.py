@@ -723,6 +723,21 @@ class UsageError(Exception):
     """Bad command-line input: printed on one line, exit code 2."""
 
 
+def checkpoint_path_of(args: argparse.Namespace, task: str) -> Path:
+    """OUT/checkpoint.pt of a command-line run, refusing to overwrite or to resume by accident.
+
+    ``--out`` defaults to ``runs/TASK-PRESET``. A checkpoint already there needs
+    ``--resume`` (continue it) or ``--overwrite`` (replace it); ``--resume`` needs one.
+    """
+    checkpoint_path = Path(args.out or f"runs/{task}-{args.preset}") / "checkpoint.pt"
+    if checkpoint_path.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{checkpoint_path} already exists; pass --resume to continue it, --overwrite to "
+                         "replace it, or --out to train elsewhere")
+    if args.resume and not checkpoint_path.exists():
+        raise UsageError(f"--resume: there is no checkpoint at {checkpoint_path}")
+    return checkpoint_path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``python -m utils.train TASK [options]``: the common options here, each task adds its own."""
     parser = argparse.ArgumentParser(

@@ -41,6 +41,7 @@ from utils.train import (
     TrainConfig,
     Trainer,
     UsageError,
+    checkpoint_path_of,
     load_checkpoint,
     sequence_loss,
     write_json_atomic,
@@ -385,13 +386,8 @@ def run(args: argparse.Namespace) -> dict:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    out = Path(args.out or f"runs/{TASK}-{args.preset}")
-    checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists() and not (args.resume or args.overwrite):
-        raise UsageError(f"{checkpoint_path} already exists; pass --resume to continue it, --overwrite to "
-                         "replace it, or --out to train elsewhere")
-    if args.resume and not checkpoint_path.exists():
-        raise UsageError(f"--resume: there is no checkpoint at {checkpoint_path}")
+    checkpoint_path = checkpoint_path_of(args, TASK)
+    out = checkpoint_path.parent
 
     train_pairs, val_pairs, test_pairs = (load_multi30k(split) for split in ("train", "val", "test"))
     data = preset["data"]
