@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ from utils.train import (
     load_checkpoint,
     random_windows,
     whole_split_loss,
-    write_json_atomic,
+    write_metrics,
 )
 
 TASK = "gpt"
@@ -165,7 +164,5 @@ def run(args: argparse.Namespace) -> dict:
         "val_loss": round(history["val_loss"][-1], 4),
         "checkpoint": str(checkpoint_path),
     }
-    write_json_atomic({"summary": summary, "train_config": dataclasses.asdict(train_config),
-                       "model_config": dataclasses.asdict(model_config), "history": history,
-                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, out / "metrics.json")
+    write_metrics(out, summary, train_config, model_config, history)
     return summary

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import math
@@ -721,6 +722,13 @@ TASKS = {"gpt": "utils.shakespeare", "translate": "utils.translation"}
 
 class UsageError(Exception):
     """Bad command-line input: printed on one line, exit code 2."""
+
+
+def write_metrics(out: Path, summary: dict, train_config, model_config, history: dict) -> None:
+    """OUT/metrics.json of a command-line run: its summary, both configs and the loss history."""
+    write_json_atomic({"summary": summary, "train_config": dataclasses.asdict(train_config),
+                       "model_config": dataclasses.asdict(model_config), "history": history,
+                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, out / "metrics.json")
 
 
 def checkpoint_path_of(args: argparse.Namespace, task: str) -> Path:

@@ -44,7 +44,7 @@ from utils.train import (
     checkpoint_path_of,
     load_checkpoint,
     sequence_loss,
-    write_json_atomic,
+    write_metrics,
 )
 
 TASK = "translate"
@@ -463,7 +463,5 @@ def run(args: argparse.Namespace) -> dict:
         **({"settings": args.set} if args.set else {}),
         "checkpoint": str(checkpoint_path),
     }
-    write_json_atomic({"summary": summary, "train_config": dataclasses.asdict(train_config),
-                       "model_config": dataclasses.asdict(model_config), "history": history,
-                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, out / "metrics.json")
+    write_metrics(out, summary, train_config, model_config, history)
     return summary
