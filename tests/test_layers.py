@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from utils.layers import FeedForward, LayerNorm, Residual
+from utils.layers import FeedForward, LayerNorm, Residual, layer_norm_formula
 
 
 def randomised(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -36,6 +36,30 @@ def test_layer_norm_equals_torch_values_and_gradients(shape, eps):
     assert torch.allclose(x.grad, x_theirs.grad, atol=1e-5)
     assert torch.allclose(ours.weight.grad, theirs.weight.grad, atol=1e-5)
     assert torch.allclose(ours.bias.grad, theirs.bias.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 8), (3, 4), (1, 1, 1, 16)])
+def test_the_written_out_formula_equals_the_fused_module_values_and_gradients(shape):
+    C = shape[-1]
+    module = randomised(LayerNorm(C))
+    x = (torch.randn(shape, dtype=torch.float64) * 3 + 1).requires_grad_()
+    x_formula = x.detach().clone().requires_grad_()
+    weight = module.weight.detach().double().requires_grad_()
+    bias = module.bias.detach().double().requires_grad_()
+    out = module.double()(x)
+    expected = layer_norm_formula(x_formula, weight, bias, module.eps)
+    assert (out - expected).abs().max().item() <= 1e-12
+    upstream = torch.randn(shape, dtype=torch.float64)
+    out.backward(upstream)
+    expected.backward(upstream)
+    assert torch.allclose(x.grad, x_formula.grad, atol=1e-12)
+    assert torch.allclose(module.weight.grad, weight.grad, atol=1e-12)
+    assert torch.allclose(module.bias.grad, bias.grad, atol=1e-12)
+
+
+def test_the_formula_uses_the_biased_variance():
+    x = torch.tensor([[1.0, 3.0]])  # mean 2, biased variance 1 (the unbiased one would be 2)
+    assert torch.allclose(layer_norm_formula(x, torch.ones(2), torch.zeros(2), 0.0), torch.tensor([[-1.0, 1.0]]))
 
 
 def test_layer_norm_uses_the_biased_variance():

@@ -38,13 +38,14 @@ TASK = "gpt"
 
 # Each preset: the model's sizes (GPTConfig fields) and the run (TrainConfig fields).
 PRESETS: dict[str, dict[str, dict]] = {
-    # nanoGPT's CPU shape (4 layers, 4 heads, C = 128, context 64) with a feed-forward width of 2C instead of
-    # 4C (a third fewer multiplications per token), twice its batch, ten times its learning rate, and the
-    # cosine run to the last step; tuned on 2 CPU cores (README, "Training").
+    # Tuned on 2 CPU cores for the lowest exact validation loss in about 20 s of training (README, "Training"):
+    # on a CPU a smaller model that takes more steps beats a larger one that takes fewer. Half of nanoGPT's CPU
+    # depth (2 blocks) and half its width (C = 64, d_ff = 4C), batches of 32 windows, a peak learning rate of
+    # 2e-2 (twenty times nanoGPT's) after 100 warm-up steps, and the cosine run down over 1,000 steps.
     "cpu": {
-        "model": dict(block_size=64, C=128, n_heads=4, n_layers=4, d_ff=256, dropout=0.0),
-        "train": dict(steps=800, batch_size=24, lr=1e-2, min_lr=1e-4, warmup_steps=50, weight_decay=0.1,
-                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=800),
+        "model": dict(block_size=64, C=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0),
+        "train": dict(steps=1000, batch_size=32, lr=2e-2, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=1000),
     },
     # nanoGPT's baby GPT for Tiny Shakespeare: 6 layers, 6 heads, C = 384, context 256, dropout 0.2.
     "gpu": {
