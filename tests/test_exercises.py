@@ -90,3 +90,21 @@ def test_chapter_00_checkers_reject_wrong_answers():
         check_softmax(lambda x: x.exp() / x.exp().sum(0, keepdim=True))
     with pytest.raises(ExerciseFailed, match="log"):
         check_uniform_loss(lambda V: math.log2(V))
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "wrong"),
+    [
+        ("ch00", "check_uniform_loss", lambda V: None),
+        ("ch00", "check_uniform_loss", lambda V: "4.17"),
+        ("ch02", "check_table_loss", lambda probs, ids: torch.zeros(3)),
+        ("ch04", "check_parameter_count", lambda C, n_heads, bias: torch.tensor([1, 2])),
+        ("ch10", "check_top_p", lambda probs, p: None),
+        ("ch10", "check_top_p", lambda probs, p: torch.tensor([0.4])),
+        ("ch10", "check_top_p", lambda probs, p: 3),
+    ],
+)
+def test_checkers_name_a_wrong_return_type_instead_of_crashing(module, name, wrong):
+    check = getattr(importlib.import_module(f"utils.exercises.{module}"), name)
+    with pytest.raises(ExerciseFailed, match="returned .*expected"):
+        check(wrong)

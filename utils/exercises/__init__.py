@@ -14,6 +14,7 @@ runs it on test inputs and
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -32,6 +33,29 @@ def expect(condition: bool, message: str) -> None:
 def expect_shape(tensor, shape: tuple, what: str = "your result") -> None:
     expect(isinstance(tensor, torch.Tensor), f"{what} should be a torch.Tensor, got {type(tensor).__name__}")
     expect(tuple(tensor.shape) == tuple(shape), f"{what} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
+
+
+def expect_number(value, what: str = "your function") -> float:
+    """``value`` as a float, or :class:`ExerciseFailed` naming what came back instead of one number."""
+    if isinstance(value, torch.Tensor):
+        expect(value.numel() == 1, f"{what} returned a tensor of shape {tuple(value.shape)}; expected one number")
+        return float(value.item())
+    expect(isinstance(value, numbers.Real) and not isinstance(value, bool),
+           f"{what} returned {type(value).__name__} {str(value)[:40]!r}; expected one number")
+    return float(value)
+
+
+def expect_ids(value, what: str = "your function") -> set[int]:
+    """``value`` (a tensor, list, tuple or set of token ids) as a set of ints, or :class:`ExerciseFailed`."""
+    if isinstance(value, torch.Tensor):
+        expect(not value.is_floating_point() and value.ndim <= 1,
+               f"{what} returned a {value.dtype} tensor of shape {tuple(value.shape)}; expected 1-D integer ids")
+        return {int(i) for i in value.reshape(-1).tolist()}
+    expect(isinstance(value, list | tuple | set | frozenset) and all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in value),
+        f"{what} returned {type(value).__name__} {str(value)[:40]!r}; expected token ids (a tensor, list or set "
+        "of ints)")
+    return {int(i) for i in value}
 
 
 def expect_close(actual, expected: torch.Tensor, what: str = "your result", atol: float = 1e-5, rtol: float = 1e-4) -> None:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from utils.exercises import checker, expect, expect_close, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
 
 
 @checker("Exercise 0.1 — shapes through the pipeline")
@@ -41,6 +41,6 @@ def check_softmax(softmax) -> None:
 def check_uniform_loss(loss_of_uniform_model) -> None:
     """``loss_of_uniform_model(V)``: the cross-entropy of predicting every token with probability 1/V."""
     for V in (2, 65, 50257):
-        value = float(loss_of_uniform_model(V))
+        value = expect_number(loss_of_uniform_model(V), f"loss_of_uniform_model({V})")
         expect(math.isclose(value, math.log(V), rel_tol=1e-4),
                f"for V={V} you returned {value:.4f}; the loss is -log(1/V) = {math.log(V):.4f}")

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from utils.exercises import ExerciseFailed, checker, expect, expect_close, expect_shape
+from utils.exercises import ExerciseFailed, checker, expect, expect_close, expect_number, expect_shape
 
 
 @checker("Exercise 2.1 — an embedding without nn.Embedding")
@@ -58,7 +58,7 @@ def check_table_loss(table_loss) -> None:
     probs = torch.softmax(torch.randn(V, V, generator=generator), dim=-1)
     ids = torch.randint(V, (50,), generator=generator)
     expected = -torch.log(probs[ids[:-1], ids[1:]]).mean().item()
-    value = float(table_loss(probs, ids))
+    value = expect_number(table_loss(probs, ids), "table_loss")
     expect(not math.isclose(value, -expected, rel_tol=1e-4),
            f"you returned {value:.4f}, the negative of the loss: the loss is -ln p, a positive number")
     expect(not math.isclose(value, expected / math.log(2), rel_tol=1e-4),
@@ -68,6 +68,6 @@ def check_table_loss(table_loss) -> None:
            "you looked up probs[next, current]; row = current token, column = next token: probs[current, next]")
     expect(math.isclose(value, expected, rel_tol=1e-4),
            f"you returned {value:.4f}, expected {expected:.4f} = mean of -ln probs[ids[t], ids[t+1]]")
-    uniform = float(table_loss(torch.full((V, V), 1 / V), ids))
+    uniform = expect_number(table_loss(torch.full((V, V), 1 / V), ids), "table_loss")
     expect(math.isclose(uniform, math.log(V), rel_tol=1e-4),
            f"a uniform table should cost ln V = {math.log(V):.4f}, you returned {uniform:.4f}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from utils.exercises import checker, expect, expect_close, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
 
 
 @checker("Exercise 4.1 — attention from the formula")
@@ -66,7 +66,7 @@ def check_parameter_count(attention_parameters) -> None:
         for bias in (True, False):
             module = MultiHeadAttention(C, n_heads, bias=bias)
             expected = sum(p.numel() for p in module.parameters())
-            value = attention_parameters(C, n_heads, bias)
+            value = expect_number(attention_parameters(C, n_heads, bias), "attention_parameters")
             expect(value == expected,
                    f"for C={C}, n_heads={n_heads}, bias={bias} you gave {value}, but the layer has {expected}: "
                    f"four C×C maps (queries, keys, values, output){' plus their biases' if bias else ''}")

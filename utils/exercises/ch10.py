@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.exercises import checker, expect, expect_close, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_ids, expect_shape
 from utils.generate import generate as kept_generate
 
 
@@ -63,8 +63,7 @@ def check_top_p(nucleus) -> None:
     probs = torch.tensor([0.1, 0.4, 0.05, 0.3, 0.15])  # sorted: 1 (0.4), 3 (0.3), 4 (0.15), 0 (0.1), 2 (0.05)
     cases = {0.3: {1}, 0.6: {1, 3}, 0.8: {1, 3, 4}, 0.9: {1, 3, 4, 0}, 0.99: {0, 1, 2, 3, 4}}
     for p, expected in cases.items():
-        kept = nucleus(probs.clone(), p)
-        kept = {int(i) for i in (kept.tolist() if hasattr(kept, "tolist") else kept)}
+        kept = expect_ids(nucleus(probs.clone(), p), "nucleus")
         strictly_below = set()
         mass = 0.0
         for i in probs.argsort(descending=True).tolist():
@@ -80,8 +79,7 @@ def check_top_p(nucleus) -> None:
                f"with probabilities {probs.tolist()} and p={p}, top-p keeps {sorted(expected)}, "
                f"you returned {sorted(kept)}")
     exact = torch.tensor([0.5, 0.25, 0.125, 0.125])  # sums are exact in binary floating point
-    kept = nucleus(exact.clone(), 0.75)
-    kept = {int(i) for i in (kept.tolist() if hasattr(kept, "tolist") else kept)}
+    kept = expect_ids(nucleus(exact.clone(), 0.75), "nucleus")
     expect(kept != {0, 1, 2},
            "with probabilities [0.5, 0.25, 0.125, 0.125] and p=0.75 the two most likely tokens hold "
            "exactly 0.75, which already reaches p ('at least p'): keep {0, 1}. You kept one more: "
