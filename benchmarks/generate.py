@@ -1,18 +1,24 @@
 """Generation speed with and without the KV cache (chapter 13).
 
     python -m benchmarks.generate [--tokens 500] [--device cpu|cuda|mps] [--batch-size 1]
-                                  [--checkpoint runs/gpt-cpu/checkpoint.pt]
+                                  [--checkpoint runs/gpt-cpu/checkpoint.pt] [--no-gpu-shape]
 
 Times ``utils.generate.generate`` writing ``--tokens`` tokens greedily from a
 one-token prompt, with ``use_cache=False`` and ``use_cache=True``, for chapter 11's
-CPU model shape (C = 128, 4 heads, 4 layers, V = 65 characters) with two contexts:
-``block_size=512``, which holds all 500 tokens (the cache's own regime: the
-uncached loop recomputes the whole text at every step), and chapter 11's
-``block_size=64`` (the uncached loop recomputes the last 64 tokens, and the cached
-loop slides its window by half a block). Weights are random: the time of a step
-does not depend on their values. ``--checkpoint`` adds a row for a model trained by
-``python -m utils.train gpt``. Prints a table and the machine's load, since a busy
-machine inflates every figure (compare the ratios).
+two model shapes (V = 65 characters, random weights: the time of a step does not
+depend on their values):
+
+* the CPU preset's shape with ``block_size=512``, which holds all 500 tokens: the
+  cache's own regime, where the uncached loop recomputes the whole text at every step;
+* the CPU preset's shape with its own ``block_size=64``: the uncached loop recomputes
+  the last 64 tokens at every step, and the cached loop slides its window by half a
+  block, so the uncached work never grows past 64 tokens a step;
+* the GPU preset's shape (6 blocks, C = 384, ``block_size=256``; ``--no-gpu-shape``
+  skips it, it is the slowest row on a CPU).
+
+``--checkpoint`` adds a row for a model trained by ``python -m utils.train gpt``.
+Prints a table and the machine's load, since a busy machine inflates every figure
+(compare the ratios).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from utils.generate import generate
 from utils.models import GPT, GPTConfig
 from utils.shakespeare import PRESETS, model_from_checkpoint
 
-SHAPE = {name: value for name, value in PRESETS["cpu"]["model"].items() if name != "block_size"}
+SHAPES = {preset: {name: value for name, value in PRESETS[preset]["model"].items() if name != "dropout"}
+          for preset in PRESETS}
 VOCAB_SIZE = 65  # Tiny Shakespeare's characters
 
 
@@ -50,6 +57,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch-size", type=int, default=1, help="sequences generated at once (default 1)")
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--checkpoint", default=None, help="also time this trained chapter 11 model")
+    parser.add_argument("--no-gpu-shape", action="store_true", help="skip the GPU preset's shape")
     args = parser.parse_args(argv)
     if args.tokens < 1 or args.batch_size < 1:
         parser.error(f"--tokens and --batch-size must be >= 1, got {args.tokens} and {args.batch_size}")
@@ -58,10 +66,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.tokens} tokens, batch {args.batch_size}, greedy, from a 1-token prompt")
     print(f"{'model':<22} {'uncached s':>11} {'cached s':>9} {'speed-up':>9} {'cached tokens/s':>16}")
+    rows_to_time = [("cpu preset, block 512", "cpu", 512), ("cpu preset, block 64", "cpu", None)]
+    if not args.no_gpu_shape:
+        rows_to_time.append(("gpu preset, block 256", "gpu", None))
     models = {}
-    for block_size in (512, 64):
+    for name, preset, block_size in rows_to_time:
         torch.manual_seed(0)
-        models[f"random, block {block_size}"] = GPT(GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, **SHAPE))
+        shape = {**SHAPES[preset], **({"block_size": block_size} if block_size else {})}
+        models[name] = GPT(GPTConfig(vocab_size=VOCAB_SIZE, **shape))
     if args.checkpoint:
         model, _ = model_from_checkpoint(args.checkpoint)
         models[f"trained, block {model.config.block_size}"] = model

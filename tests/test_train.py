@@ -343,3 +343,40 @@ def test_history_and_checkpoint_are_json_and_weights_only_friendly(tmp_path):
     json.dumps(trainer.history)
     assert trainer.history["eval_step"] == [3] and len(trainer.history["train_loss"]) == 3
     assert trainer.history["lr"][:2] == [pytest.approx(5e-3), pytest.approx(1e-2)]
+
+
+# --- a time budget: Trainer.fit_for ---------------------------------------------------------
+
+
+def budget_trainer(steps, seconds_per_step):
+    """A tiny trainer whose steps take at least ``seconds_per_step`` (a slow machine, simulated)."""
+    import time
+
+    def slow_loss(model, batch):
+        time.sleep(seconds_per_step)
+        x, y = batch
+        return sequence_loss(model(x), y)
+
+    return Trainer(tiny_gpt(), tiny_config(steps=steps, eval_every=10**6, warmup_steps=2),
+                   batch_at=random_windows(STREAM, 8, 4, seed=5), loss_of=slow_loss)
+
+
+def test_fit_for_replans_a_too_long_run_to_end_on_time():
+    import time
+
+    trainer = budget_trainer(steps=10_000, seconds_per_step=0.01)  # the first plan: 100 s
+    start = time.perf_counter()
+    history = trainer.fit_for(1.0, replan_every=10)
+    seconds = time.perf_counter() - start
+    assert 0.9 < seconds < 2.0, seconds
+    assert 20 <= trainer.step < 200 and trainer.config.steps == trainer.step  # the plan shrank to what fitted
+    # The schedule was re-planned, so the last step ran at (nearly) the end of the decay.
+    assert history["lr"][-1] < 0.2 * trainer.config.lr, history["lr"][-1]
+
+
+def test_fit_for_stretches_a_too_short_plan_and_checks_its_arguments():
+    trainer = budget_trainer(steps=30, seconds_per_step=0.0)  # fast: 30 steps take well under a second
+    trainer.fit_for(1.0, replan_every=10)
+    assert trainer.step > 30 and trainer.config.steps == trainer.step
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        budget_trainer(steps=5, seconds_per_step=0.0).fit_for(0)

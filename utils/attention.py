@@ -123,31 +123,62 @@ class KVCache:
     ``k`` and ``v`` are (B, n_heads, T_past, head_size), or None while empty.
     Self-attention *appends* the new tokens' keys and values (:meth:`extend`);
     cross-attention fills the cache once from the encoder's memory and then reuses it.
+
+    The keys and values live in buffers with room to spare, which double when full:
+    appending one token writes one position, instead of copying every cached one
+    into a new tensor as ``torch.cat`` would at each step. ``k`` and ``v`` are views
+    of the filled part. (When gradients are being recorded, e.g. a cache used in
+    training, appending falls back to ``torch.cat``: writing into a buffer that an
+    earlier step's backward pass needs would break it.)
     """
 
     def __init__(self):
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+        self._k: torch.Tensor | None = None  # (B, n_heads, capacity, head_size)
+        self._v: torch.Tensor | None = None
+        self._length = 0  # positions filled
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, : self._length]
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, : self._length]
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[-2]
+        return self._length
 
     def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append k, v (B, n_heads, T_new, head_size); return all keys and values so far."""
-        if self.k is not None and (k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]):
+        if self._k is not None and (k.shape[:2] != self._k.shape[:2] or k.shape[-1] != self._k.shape[-1]):
             raise ValueError(f"new keys {tuple(k.shape)} do not extend the cached {tuple(self.k.shape)} "
                              "(B, n_heads, T, head_size): same B, n_heads and head_size needed")
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, n_heads, T_past + T_new, hs)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        needed = self._length + k.shape[-2]
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            self._k = k if self._k is None else torch.cat([self.k, k], dim=-2)  # (B, n_heads, T_past + T_new, hs)
+            self._v = v if self._v is None else torch.cat([self.v, v], dim=-2)
+            self._length = needed
+            return self.k, self.v
+        if self._k is None or needed > self._k.shape[-2] or self._k.dtype != k.dtype:
+            capacity = max(needed, 2 * (0 if self._k is None else self._k.shape[-2]))
+            grown_k = k.new_empty(*k.shape[:2], capacity, k.shape[-1])
+            grown_v = v.new_empty(*v.shape[:2], capacity, v.shape[-1])
+            if self._length:
+                grown_k[:, :, : self._length] = self.k
+                grown_v[:, :, : self._length] = self.v
+            self._k, self._v = grown_k, grown_v
+        self._k[:, :, self._length : needed] = k
+        self._v[:, :, self._length : needed] = v
+        self._length = needed
         return self.k, self.v
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep batch rows ``rows`` (indices, repeats allowed), e.g. the surviving hypotheses of a beam."""
-        if self.k is not None:
-            self.k, self.v = self.k[rows], self.v[rows]
+        if self._k is not None:
+            self._k, self._v = self._k[rows], self._v[rows]
 
     def __repr__(self) -> str:
-        shape = None if self.k is None else tuple(self.k.shape)
+        shape = None if self._k is None else tuple(self.k.shape)
         return f"KVCache(k, v of shape {shape})"
 
 

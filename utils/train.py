@@ -603,6 +603,33 @@ class Trainer:
         self._save_checkpoint()
         return h
 
+    def fit_for(self, seconds: float, replan_every: int = 100) -> dict[str, list]:
+        """Train for about ``seconds`` of wall-clock time, evaluations and checkpoints included.
+
+        ``config.steps`` is the first plan: how many steps are expected to fit. Every
+        ``replan_every`` steps the plan is made again from the speed measured so far in
+        this call (``config.steps`` changes), so the learning-rate schedule still ends,
+        and training stops, when the time is spent, even when the machine slows down or
+        speeds up during the run. Each new plan moves the schedule's end a little. The
+        step count depends on the machine, so such a run is not reproducible step for
+        step; a fixed ``steps`` with :meth:`fit` is. Under DDP every rank follows the
+        same plan (the mean of the ranks' plans).
+        """
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds!r}")
+        _check_positive_int(replan_every, "replan_every")
+        start, first = time.perf_counter(), self.step
+        while self.step < self.config.steps:
+            self.fit(min(self.step + replan_every, self.config.steps))
+            elapsed = time.perf_counter() - start
+            if self.step >= self.config.steps:
+                break
+            rate = (self.step - first) / elapsed  # steps per second, evaluations included
+            planned = self.step + int(max(0.0, seconds - elapsed) * rate)
+            self.config.steps = max(self.step, round(distributed.mean_over_ranks(planned)))
+            self.config.warmup_steps = min(self.config.warmup_steps, self.config.steps)
+        return self.history
+
     def _save_checkpoint(self) -> None:
         """Write ``out_dir/checkpoint.pt`` (main process only) unless it already holds this step."""
         if self.checkpoint_path is not None and self.is_main and self._saved_step != self.step:
