@@ -2,8 +2,9 @@
 
     python benchmarks/distributed.py [--steps 30] [--processes 2] [--threads 2]
 
-The model and batch are chapter 11's ``cpu`` preset for the GPT (C = 128, 4 layers,
-context 64, 12 windows of Tiny Shakespeare per micro-batch, AdamW). Each process
+The model and batch are nanoGPT's CPU shape for the GPT (C = 128, 4 layers, context
+64, 12 windows of Tiny Shakespeare per micro-batch, AdamW; chapter 11's earlier cpu
+preset). Each process
 trains on 12 windows per step, so N processes train on N times as many tokens per
 step; the figure that matters is tokens per second over all processes. Three runs,
 back to back in one invocation so that they share the machine's load:
@@ -36,7 +37,7 @@ from utils.models import GPT, GPTConfig  # noqa: E402
 from utils.tokenizers import CharTokenizer  # noqa: E402
 from utils.train import get_batch, sequence_loss  # noqa: E402
 
-MODEL = dict(block_size=64, C=128, n_heads=4, n_layers=4, dropout=0.0)  # chapter 11's cpu preset
+MODEL = dict(block_size=64, C=128, n_heads=4, n_layers=4, dropout=0.0)  # nanoGPT's CPU shape
 BATCH_SIZE, WARMUP_STEPS = 12, 3
 
 

@@ -57,7 +57,7 @@ def test_bad_arguments_exit_2_with_one_line_and_never_touch_a_good_checkpoint(tm
     other_model = tmp_path / "other"
     other_model.mkdir()
     checkpoint = torch.load(good, weights_only=True)
-    checkpoint["metadata"]["model"]["C"] = 64
+    checkpoint["metadata"]["model"]["C"] = 32
     torch.save(checkpoint, other_model / "checkpoint.pt")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()

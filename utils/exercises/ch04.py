@@ -68,7 +68,7 @@ def check_parameter_count(attention_parameters) -> None:
             expected = sum(p.numel() for p in module.parameters())
             value = expect_number(attention_parameters(C, n_heads, bias), "attention_parameters")
             expect(value == expected,
-                   f"for C={C}, n_heads={n_heads}, bias={bias} you gave {value}, but the layer has {expected}: "
+                   f"for C={C}, n_heads={n_heads}, bias={bias} you gave {value:g}, but the layer has {expected}: "
                    f"four C×C maps (queries, keys, values, output){' plus their biases' if bias else ''}")
 
 
