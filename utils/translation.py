@@ -54,10 +54,12 @@ TASK = "translate"
 PRESETS: dict[str, dict[str, dict]] = {
     "cpu": {
         "data": dict(vocab_size=4000, max_tokens=2000, epochs=10, minutes=8.75),
-        "model": dict(max_len=128, C=192, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=768,
+        # 2 + 2 layers of C = 128 (the baseline shape) take twice the steps of 3 + 3 layers of C = 192
+        # in the same minutes, and won: 36.85 BLEU against 35.29, back to back (README, "Translation").
+        "model": dict(max_len=128, C=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512,
                       dropout=0.1, norm_first=False),
         "train": dict(lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
-                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.0),
         "decode": dict(beam_size=5, alpha=1.0),  # the best of 7 settings on the validation split
     },
     "gpu": {
