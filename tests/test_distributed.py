@@ -160,9 +160,11 @@ def test_outside_torchrun_nothing_is_distributed(monkeypatch):
     assert not distributed.launched()
     assert distributed.init_from_environment("cpu") == torch.device("cpu")
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    assert distributed.launched_world_size() == 1
     assert distributed.backend_for("cpu") == "gloo" and distributed.backend_for("cuda:1") == "nccl"
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.launched_world_size() == 2 and distributed.world_size() == 1  # launched, not yet joined
     with pytest.raises(RuntimeError, match="MASTER_ADDR is not"):
         distributed.init_from_environment("cpu")
 

@@ -56,6 +56,11 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started (``WORLD_SIZE``), known before the group is joined; 1 outside it."""
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
+
+
 def backend_for(device: torch.device | str) -> str:
     """``nccl`` between CUDA GPUs (fast, GPU to GPU), ``gloo`` between CPU processes."""
     return "nccl" if torch.device(device).type == "cuda" else "gloo"

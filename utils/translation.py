@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import random
 import time
 from pathlib import Path
@@ -406,7 +405,7 @@ def run(args: argparse.Namespace) -> dict:
     batch_at, per_epoch = epoch_batches(train_encoded, tokenizer, data["max_tokens"], seed=args.seed)
     # Under torchrun each of the N processes takes its own micro-batch at every step: an epoch is
     # per_epoch / N steps.
-    processes = int(os.environ.get("WORLD_SIZE", 1)) if distributed.launched() else 1  # before the group exists
+    processes = distributed.launched_world_size()  # the process group is joined later, by the Trainer
     steps_per_epoch = max(1, per_epoch // processes)
     overrides = dict(device=args.device, compile=args.compile, seed=args.seed, eval_every=steps_per_epoch)
     model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
