@@ -4,7 +4,9 @@
                                   [--checkpoint runs/gpt-cpu/checkpoint.pt] [--no-gpu-shape]
 
 Times ``utils.generate.generate`` writing ``--tokens`` tokens greedily from a
-one-token prompt, with ``use_cache=False`` and ``use_cache=True``, for chapter 11's
+one-token prompt, with ``use_cache=False``, with ``use_cache=True, packed=False``
+(the cache, each step through the model's modules) and with ``use_cache=True`` (the
+cache, each step through :class:`utils.models.PackedGPT`: the book's default), for chapter 11's
 two model shapes (V = 65 characters, random weights: the time of a step does not
 depend on their values):
 
@@ -39,13 +41,14 @@ SHAPES = {preset: {name: value for name, value in PRESETS[preset]["model"].items
 VOCAB_SIZE = 65  # Tiny Shakespeare's characters
 
 
-def time_generation(model: GPT, tokens: int, batch_size: int, use_cache: bool, device) -> tuple[float, torch.Tensor]:
+def time_generation(model: GPT, tokens: int, batch_size: int, use_cache: bool, device,
+                    packed: bool = True) -> tuple[float, torch.Tensor]:
     prompt = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
-    generate(model, prompt, 5, temperature=0, use_cache=use_cache)  # warm-up
+    generate(model, prompt, 5, temperature=0, use_cache=use_cache, packed=packed)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    out = generate(model, prompt, tokens, temperature=0, use_cache=use_cache)
+    out = generate(model, prompt, tokens, temperature=0, use_cache=use_cache, packed=packed)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, out
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.tokens} tokens, batch {args.batch_size}, greedy, from a 1-token prompt")
-    print(f"{'model':<22} {'uncached s':>11} {'cached s':>9} {'speed-up':>9} {'cached tokens/s':>16}")
+    print(f"{'model':<22} {'uncached s':>11} {'cached, modules s':>18} {'cached s':>9} {'speed-up':>9} "
+          f"{'cached tokens/s':>16}")
     rows_to_time = [("cpu preset, block 512", "cpu", 512), ("cpu preset, block 64", "cpu", None)]
     if not args.no_gpu_shape:
         rows_to_time.append(("gpu preset, block 256", "gpu", None))
@@ -82,12 +86,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         model = model.to(device).eval()
         block_size = model.config.block_size
         uncached, uncached_out = time_generation(model, args.tokens, args.batch_size, False, device)
+        modules, modules_out = time_generation(model, args.tokens, args.batch_size, True, device, packed=False)
         cached, cached_out = time_generation(model, args.tokens, args.batch_size, True, device)
-        if args.tokens < block_size:  # the two loops see the same context: the same tokens
+        if args.tokens < block_size:  # the loops see the same context: the same tokens
             assert torch.equal(uncached_out, cached_out), "cached and uncached generation differ"
-        rows.append(dict(model=name, uncached_s=uncached, cached_s=cached, speed_up=uncached / cached))
-        print(f"{name:<22} {uncached:>11.2f} {cached:>9.2f} {uncached / cached:>8.1f}x "
-              f"{args.tokens * args.batch_size / cached:>16,.0f}")
+            assert torch.equal(modules_out, cached_out), "the packed and the module steps differ"
+        rows.append(dict(model=name, uncached_s=uncached, cached_modules_s=modules, cached_s=cached,
+                         speed_up=uncached / cached, speed_up_modules=uncached / modules))
+        print(f"{name:<22} {uncached:>11.2f} {modules:>11.2f} ({uncached / modules:.1f}x) {cached:>9.2f} "
+              f"{uncached / cached:>8.1f}x {args.tokens * args.batch_size / cached:>16,.0f}")
     return rows
 
 

@@ -100,10 +100,10 @@ def run(command: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     return seconds, result.stdout
 
 
-def ours(preset: str, env: dict, device: str) -> dict:
+def ours(preset: str, env: dict, device: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as out:
         seconds, stdout = run([sys.executable, "-m", "utils.train", "gpt", "--preset", preset, "--out", out,
-                               "--device", device], ROOT, env)
+                               "--device", device, *extra], ROOT, env)
     summary = json.loads(stdout.strip().splitlines()[-1])
     return {"val_loss": summary["val_loss"], "val_loss_exact": True, "seconds": seconds,
             "tokens_per_second": summary["train_tokens_per_second"], "steps": summary["steps"]}
@@ -131,8 +131,11 @@ def prepare_nanogpt_data(nanogpt: Path) -> None:
 def nanogpt_run(nanogpt: Path, preset: str, env: dict) -> dict:
     prepare_nanogpt_data(nanogpt)
     with tempfile.TemporaryDirectory() as out:
+        # The CPU row scores nanoGPT's last checkpoint; on a GPU its recipe keeps the checkpoint of its best
+        # evaluation (it overfits by the end), and that best model is the one scored.
+        keep_last = ["--always_save_checkpoint=True"] if preset == "cpu" else []
         seconds, stdout = run([sys.executable, "train.py", *NANOGPT_RECIPES[preset], f"--out_dir={out}",
-                               "--always_save_checkpoint=True"], nanogpt, env)
+                               *keep_last], nanogpt, env)
         last_eval = re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", stdout)[-1]
         iteration_ms = [float(ms) for ms in re.findall(r"iter \d+: loss [\d.]+, time ([\d.]+)ms", stdout)]
         _, scored = run([sys.executable, "-c", WHOLE_SPLIT_SNIPPET, str(Path(out) / "ckpt.pt")], nanogpt, env)
@@ -144,6 +147,7 @@ def nanogpt_run(nanogpt: Path, preset: str, env: dict) -> dict:
     # nanoGPT times each iteration including its evaluations' share; its first iteration holds the start-up.
     train_seconds = sum(iteration_ms[1:]) / 1000
     return {"val_loss": whole["val_loss_whole_split"], "val_loss_estimate": float(last_eval[2]),
+            "scored_iteration": whole["iter_num"],
             "val_loss_exact": True, "seconds": seconds, "steps": steps,
             "tokens_per_second": round((steps - 1) * batch * block / train_seconds) if train_seconds else None}
 
@@ -154,7 +158,14 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both runs (default: 2)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of (ours, anchor), alternating")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="pass --compile to ours (default: on with --preset gpu, as nanoGPT's GPU config "
+                             "compiles; off on the CPU, where compiling costs more than it saves)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="passed on to ours (python -m utils.train gpt --set ...)")
     args = parser.parse_args()
+    compile_ = args.preset == "gpu" if args.compile is None else args.compile
+    extra = (["--compile"] if compile_ else []) + [f"--set={setting}" for setting in args.set]
     device = "cuda" if args.preset == "gpu" else "cpu"
     if args.preset == "gpu":
         import torch
@@ -165,17 +176,20 @@ def main() -> None:
     print(f"machine: {machine()}; load average before: {load()}; torch threads: {args.threads}")
     rows = []
     for repeat in range(args.repeats):
-        rows.append(("utils.train gpt --preset " + args.preset, ours(args.preset, env, device)))
+        name = "utils.train gpt --preset " + args.preset + (" --compile" if compile_ else "")
+        rows.append((name, ours(args.preset, env, device, extra)))
         print(f"  round {repeat + 1}: ours done, load {load()}", flush=True)
         if args.nanogpt is not None:
             rows.append(("nanoGPT recipe (" + args.preset + ")", nanogpt_run(args.nanogpt, args.preset, env)))
             print(f"  round {repeat + 1}: nanoGPT done, load {load()}", flush=True)
     print(f"load average after: {load()}")
     print()
-    print(f"{'run':<32} {'steps':>6} {'val loss (whole split)':>23} {'seconds':>8} {'train tokens/s':>15}")
+    if args.set:
+        print("ours with " + " ".join(f"--set {setting}" for setting in args.set))
+    print(f"{'run':<40} {'steps':>6} {'val loss (whole split)':>23} {'seconds':>8} {'train tokens/s':>15}")
     for name, r in rows:
         estimate = f" (est. {r['val_loss_estimate']:.3f})" if "val_loss_estimate" in r else ""
-        print(f"{name:<32} {r['steps']:>6} {r['val_loss']:>9.4f}{estimate:>14} {r['seconds']:>8.1f} "
+        print(f"{name:<40} {r['steps']:>6} {r['val_loss']:>9.4f}{estimate:>14} {r['seconds']:>8.1f} "
               f"{r['tokens_per_second'] or 0:>15,}")
     anchors = [r for n, r in rows if n.startswith("nanoGPT")]
     mine = [r for n, r in rows if not n.startswith("nanoGPT")]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from utils.attention import KVCache, MultiHeadAttention, attention, causal_mask
 from utils.generate import generate, greedy_translate
-from utils.models import GPT, GPTConfig, Transformer, TransformerConfig
+from utils.models import GPT, GPTConfig, PackedGPT, Transformer, TransformerConfig
 
 V = 40
 PAD, SOS, EOS = 0, 1, 2
@@ -147,6 +147,67 @@ def test_cached_generate_slides_its_window_by_half_a_block(prompt_length):
 def test_generate_with_cache_needs_a_model_with_one():
     with pytest.raises(ValueError, match="new_cache"):
         generate(torch.nn.Identity(), torch.zeros(1, 2, dtype=torch.long), 1, use_cache=True)
+
+
+# --- PackedGPT: the same forward pass in fewer operations -------------------------------------
+
+PACKED_SHAPES = [{}, {"positional": "sinusoidal", "norm_first": False}, {"dropout": 0.2, "tie_weights": False},
+                 {"d_ff": 48, "norm_first": False, "tie_weights": False}]
+
+
+@pytest.mark.parametrize("fields", PACKED_SHAPES)
+def test_packed_gpt_gives_the_models_logits_with_and_without_a_cache(fields):
+    model = gpt(**fields)
+    ids = torch.randint(0, V, (3, 16), generator=torch.Generator().manual_seed(4))
+    packed = PackedGPT(model)
+    with torch.no_grad():
+        full = model(ids)  # (B, T, V)
+        assert (packed(ids) - full).abs().max() <= 1e-6  # no cache: the whole sequence at once
+        cache, module_cache = model.new_cache(), model.new_cache()
+        for start, end in ((0, 5), (5, 6), (6, 9), (9, 10), (10, 16)):  # a prompt, single tokens, chunks
+            logits = packed(ids[:, start:end], cache=cache)
+            assert (logits - full[:, start:end]).abs().max() <= 1e-5, (start, end)
+            assert (logits - model(ids[:, start:end], cache=module_cache)).abs().max() <= 1e-5, (start, end)
+            assert len(cache[0]) == end
+    for ours, theirs in zip(cache, module_cache):  # the same keys and values kept
+        assert (ours.k - theirs.k).abs().max() <= 1e-5 and (ours.v - theirs.v).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("fields", PACKED_SHAPES[:2])
+def test_generate_packed_and_through_the_modules_write_the_same_tokens(fields):
+    model = gpt(**fields)
+    prompt = torch.randint(0, V, (2, 3), generator=torch.Generator().manual_seed(5))
+    sampled = [generate(model, prompt, 40, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(6),
+                        use_cache=True, packed=packed) for packed in (True, False)]
+    assert torch.equal(*sampled)  # 40 tokens: past block_size = 16, so the window slides twice
+    assert torch.equal(generate(model, prompt, 13, temperature=0, use_cache=True),
+                       generate(model, prompt, 13, temperature=0))  # and the uncached loop's, while it fits
+
+
+def test_packed_gpt_refuses_what_it_cannot_run():
+    model = gpt(dropout=0.1)
+    with pytest.raises(ValueError, match="eval mode"):
+        PackedGPT(model.train())
+    with pytest.raises(TypeError, match="utils.models.GPT"):
+        PackedGPT(torch.nn.Linear(2, 2))
+    packed = PackedGPT(model.eval())
+    with pytest.raises(ValueError, match=r"token id 40 at position \(0, 1\)"):
+        packed(torch.tensor([[3, V]]))
+    with pytest.raises(ValueError, match="shape \\(B, T\\)"):
+        packed(torch.zeros(4, dtype=torch.long))
+    cache = model.new_cache()
+    packed(torch.zeros(1, 15, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="15 cached positions \\+ T=2 tokens exceed block_size=16"):
+        packed(torch.zeros(1, 2, dtype=torch.long), cache=cache)
+
+
+def test_packed_gpt_under_cpu_bf16_autocast_stays_close_to_the_modules():
+    model = gpt()
+    ids = torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs, ours = model(ids), PackedGPT(model)(ids)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert (ours.float() - theirs.float()).abs().max() <= 0.05  # bf16 keeps about 2 to 3 digits
 
 
 # --- the translator: self-attention cached, cross-attention computed once --------------------

@@ -152,6 +152,7 @@ def generate(
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = False,
+    packed: bool = True,
 ) -> torch.Tensor:
     """Extend ids (B, T) by up to ``max_new_tokens`` tokens with a decoder-only model.
 
@@ -170,7 +171,10 @@ def generate(
     next token, so the window slides by half a block: a new cache is filled from the
     last ``block_size // 2`` tokens. From there on each prediction sees between half a
     block and a block of context, where the uncached loop always sees the last
-    ``block_size`` tokens (and pays for recomputing all of them at every step).
+    ``block_size`` tokens (and pays for recomputing all of them at every step). For
+    a :class:`~utils.models.GPT` the cached steps run through
+    :class:`~utils.models.PackedGPT` (``packed=False``: through the model's own
+    modules): the same logits, with fewer and larger operations per token.
     """
     if not isinstance(idx, torch.Tensor) or idx.ndim != 2:
         raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(getattr(idx, 'shape', ())) or idx!r}")
@@ -189,6 +193,12 @@ def generate(
     was_training = model.training
     model.eval()
     try:
+        step = model
+        if use_cache:
+            from utils.models import GPT, PackedGPT  # here: utils.models imports utils.train, which is heavier
+
+            if packed and type(model) is GPT:
+                step = PackedGPT(model)  # the same logits with fewer, larger operations per token
         finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         cache, cached = None, 0  # the KV cache, and how many positions it holds
         for _ in range(max_new_tokens):
@@ -202,7 +212,7 @@ def generate(
                     cache, cached, new = model.new_cache(), 0, idx[:, -max(1, block_size // 2):]
                 else:
                     new = idx[:, -1:]  # (B, 1): only the newest token; the past is in the cache
-                logits = model(new, cache=cache)[:, -1, :]  # (B, V)
+                logits = step(new, cache=cache)[:, -1, :]  # (B, V)
                 cached += new.shape[1]
             next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
             if eos_id is not None:

@@ -57,13 +57,21 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.C:
             raise ValueError(f"LayerNorm({self.C}) got input of shape {tuple(x.shape)}: its last dimension must be {self.C}")
-        half = x.dtype in (torch.float16, torch.bfloat16)  # statistics in float32, result in the input's dtype
-        dtype = torch.float32 if half else torch.promote_types(x.dtype, self.weight.dtype)  # the kernel wants one
-        out = F.layer_norm(x.to(dtype), (self.C,), self.weight.to(dtype), self.bias.to(dtype), self.eps)
-        return out.to(x.dtype) if half else out
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.C}, eps={self.eps}"
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """What :class:`LayerNorm` computes, without its check: PyTorch's fused kernel over the last dimension,
+    with the statistics in float32 when ``x`` is half precision (the result keeps ``x``'s dtype)."""
+    if x.dtype == weight.dtype == bias.dtype == torch.float32:  # the common case, without conversions
+        return F.layer_norm(x, weight.shape, weight, bias, eps)
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    dtype = torch.float32 if half else torch.promote_types(x.dtype, weight.dtype)  # the kernel wants one dtype
+    out = F.layer_norm(x.to(dtype), weight.shape, weight.to(dtype), bias.to(dtype), eps)
+    return out.to(x.dtype) if half else out
 
 
 def layer_norm_formula(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -25,13 +25,14 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from utils.attention import KVCache
+from utils.attention import KVCache, causal_mask
 from utils.checks import check_int, check_token_ids
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
-from utils.layers import LayerNorm, copy_layer_norm_from_torch
+from utils.layers import LayerNorm, copy_layer_norm_from_torch, layer_norm
 from utils.positional import positional_encoding
 from utils.train import sequence_loss  # noqa: F401  (the book's one loss, kept in chapter 02's module)
 
@@ -302,6 +303,83 @@ class GPT(nn.Module):
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache for :meth:`forward`: one :class:`~utils.attention.KVCache` per block."""
         return [KVCache() for _ in self.stack.blocks]
+
+
+class PackedGPT:
+    """A trained :class:`GPT`'s forward pass for generation, in a few large operations (chapter 13).
+
+    ``PackedGPT(model)(idx, cache)`` returns what ``model(idx, cache=cache)`` returns in
+    eval mode (the same logits up to float rounding, and the same ``KVCache`` filled),
+    with less work per token. At batch 1 a cached step is hundreds of tiny
+    operators, and their fixed costs (Python, module calls, dispatch; on a GPU one
+    kernel launch each) outweigh the arithmetic. So this class:
+
+    * packs each block's three projections into one (3C, C) matrix: one product for
+      q, k and v, instead of three;
+    * calls the functions (``F.linear``, :func:`~utils.layers.layer_norm`,
+      ``F.scaled_dot_product_attention``) directly, with no module calls, no
+      dropout (eval mode) and no per-layer shape checks (the input is checked once).
+
+    The weights are read when the object is made: make a new one after training
+    further. :func:`utils.generate.generate` uses it for ``use_cache=True``.
+    """
+
+    def __init__(self, model: GPT):
+        if type(model) is not GPT:
+            raise TypeError(f"PackedGPT packs a utils.models.GPT, got {type(model).__name__}")
+        if model.training:
+            raise ValueError("PackedGPT runs a model in eval mode (no dropout); call model.eval() first")
+        self.model, self.config = model, model.config
+        self.norm_first = model.config.norm_first
+        self.blocks = []
+        for block in model.stack.blocks:
+            attention, feed_forward = block.self_attention, block.feed_forward
+            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+            norm1, norm2 = block.attention_residual.norm, block.feed_forward_residual.norm
+            self.blocks.append((  # the tensors themselves: reading a module's attribute costs time too
+                (norm1.weight, norm1.bias, norm1.eps),
+                torch.cat([p.weight for p in projections]).detach(),  # (3C, C): q, k, v in one matrix
+                torch.cat([p.bias for p in projections]).detach(),  # (3C,)
+                attention.out_proj.weight, attention.out_proj.bias, attention.n_heads,
+                (norm2.weight, norm2.bias, norm2.eps),
+                feed_forward.linear1.weight, feed_forward.linear1.bias,
+                feed_forward.linear2.weight, feed_forward.linear2.bias,
+            ))
+        self.final_norm = None if model.stack.norm is None else (
+            model.stack.norm.weight, model.stack.norm.bias, model.stack.norm.eps)
+        self.token_table, self.position_table = model.token_embedding.weight, model.positions.positions
+        self.head_weight = model.head.weight
+
+    def __call__(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+        """ids (B, T) after the ``cache``'s positions → logits (B, T, V); the cache is extended."""
+        c = self.config
+        if idx.ndim != 2:
+            raise ValueError(f"idx must be token ids of shape (B, T), got shape {tuple(idx.shape)}")
+        start = 0 if cache is None else len(cache[0])
+        B, T = idx.shape
+        if start + T > c.block_size:
+            raise ValueError(f"{start} cached positions + T={T} tokens exceed block_size={c.block_size}")
+        check_token_ids(idx, c.vocab_size, "idx")
+        x = F.embedding(idx, self.token_table) + self.position_table[start:start + T]  # (B, T, C)
+        for i, (norm1, qkv_weight, qkv_bias, out_weight, out_bias, n_heads, norm2, weight1, bias1, weight2,
+                bias2) in enumerate(self.blocks):
+            h = layer_norm(x, *norm1) if self.norm_first else x
+            q, k, v = F.linear(h, qkv_weight, qkv_bias).view(B, T, 3, n_heads, -1).unbind(2)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, n_heads, T, head_size)
+            if cache is not None:
+                k, v = cache[i].extend(k, v)  # (B, n_heads, start + T, head_size)
+            if T == 1 or start == 0:  # one query sees every key; no cache: the square causal mask
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            else:  # new queries after cached keys: the bottom-right mask
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start + T, x.device))
+            out = F.linear(out.transpose(1, 2).reshape(B, T, c.C), out_weight, out_bias)  # (B, T, C)
+            x = x + out if self.norm_first else layer_norm(x + out, *norm1)
+            h = layer_norm(x, *norm2) if self.norm_first else x
+            out = F.linear(F.relu(F.linear(h, weight1, bias1)), weight2, bias2)  # (B, T, C)
+            x = x + out if self.norm_first else layer_norm(x + out, *norm2)
+        if self.final_norm is not None:
+            x = layer_norm(x, *self.final_norm)
+        return F.linear(x, self.head_weight)  # (B, T, V)
 
 
 @torch.no_grad()

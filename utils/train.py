@@ -36,7 +36,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -806,6 +806,38 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (faster steps on a GPU after a slow start; slower on a CPU)")
     parser.add_argument("--seed", type=int, default=1337, help="seed for weights and batches (default: 1337)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change one setting of the preset, e.g. --set train.lr=2e-3 --set model.C=128 "
+                             "(sections: model and train; translate also has data and decode)")
+
+
+def apply_settings(
+    preset: dict[str, dict], settings: list[str], fields: dict[str, Iterable[str]] | None = None
+) -> dict[str, dict]:
+    """A copy of ``preset`` with ``--set SECTION.FIELD=VALUE`` settings applied.
+
+    VALUE is read as a Python literal (``2e-3``, ``(0.9, 0.95)``, ``None``), else kept as
+    a word (``cosine``). ``fields`` names the settings each section may take; a name
+    outside it is refused with the list of valid ones, instead of a later ``TypeError``.
+    """
+    import ast
+
+    preset = {section: dict(values) for section, values in preset.items()}
+    for setting in settings:
+        name, equals, text = setting.partition("=")
+        section, dot, field = name.partition(".")
+        if not (equals and dot and field) or section not in preset:
+            raise UsageError(f"--set {setting!r}: expected SECTION.FIELD=VALUE with SECTION one of {list(preset)}")
+        if fields is not None and section in fields and field not in fields[section]:
+            raise UsageError(f"--set {setting!r}: {section} has no setting {field!r}; it has "
+                             f"{', '.join(sorted(fields[section]))}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a plain word, e.g. a schedule's name
+        preset[section][field] = value
+    return preset
+
 
 
 def _task_module(name: str, required: bool = True):

@@ -42,6 +42,7 @@ from utils.train import (
     TrainConfig,
     Trainer,
     UsageError,
+    apply_settings,
     checkpoint_path_of,
     load_checkpoint,
     sequence_loss,
@@ -69,6 +70,16 @@ PRESETS: dict[str, dict[str, dict]] = {
                       betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
         "decode": dict(beam_size=5, alpha=0.6),
     },
+}
+
+
+# What ``--set SECTION.FIELD=VALUE`` may change: each section's settings.
+SETTINGS = {
+    "data": ("vocab_size", "max_tokens", "epochs", "minutes", "train_pairs"),
+    "model": tuple(f.name for f in dataclasses.fields(TransformerConfig)
+                   if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")),
+    "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
+    "decode": ("beam_size", "alpha", "batch_size"),
 }
 
 
@@ -356,34 +367,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "not the benchmark's)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh even when OUT already holds a checkpoint (it is replaced)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="change one setting of the preset, e.g. --set model.C=192 --set train.lr=1e-3 "
-                             f"(sections: {', '.join(PRESETS['cpu'])})")
-
-
-def apply_settings(preset: dict[str, dict], settings: list[str]) -> dict[str, dict]:
-    """A copy of ``preset`` with ``SECTION.FIELD=VALUE`` settings applied (VALUE read as a Python literal)."""
-    import ast
-
-    preset = {section: dict(fields) for section, fields in preset.items()}
-    for setting in settings:
-        name, equals, text = setting.partition("=")
-        section, dot, field = name.partition(".")
-        if not (equals and dot) or section not in preset:
-            raise UsageError(f"--set {setting!r}: expected SECTION.FIELD=VALUE with SECTION one of {list(preset)}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a plain word, e.g. a schedule's name
-        preset[section][field] = value
-    return preset
 
 
 def run(args: argparse.Namespace) -> dict:
     """Train (or resume) the translator of a preset, translate the test split, score it; returns the summary."""
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
-    preset = apply_settings(PRESETS[args.preset], args.set)
+    preset = apply_settings(PRESETS[args.preset], args.set, SETTINGS)
     if args.minutes is not None and not args.minutes > 0:
         raise UsageError(f"--minutes must be > 0, got {args.minutes}")
     for name in ("epochs", "beam", "test_sentences"):
