@@ -350,6 +350,10 @@ class PackedGPT:
         self.token_table, self.position_table = model.token_embedding.weight, model.positions.positions
         self.head_weight = model.head.weight
 
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache, the model's own (:meth:`GPT.new_cache`)."""
+        return self.model.new_cache()
+
     def __call__(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """ids (B, T) after the ``cache``'s positions → logits (B, T, V); the cache is extended."""
         c = self.config
