@@ -118,6 +118,35 @@ def test_mean_over_ranks():
     assert distributed.mean_over_ranks(torch.tensor(3.0)) == 3.0  # one process: itself
 
 
+def share_and_sum():
+    share = distributed.share_of(list(range(7)))
+    return share, distributed.sum_over_ranks(sum(share), len(share))
+
+
+def test_share_of_gives_every_item_once_and_sum_over_ranks_joins_the_shares():
+    (share0, sums0), (share1, sums1) = distributed.start_processes(share_and_sum, 2)
+    assert share0 == [0, 2, 4, 6] and share1 == [1, 3, 5]  # no padding: 7 items, each once
+    assert sums0 == sums1 == (21.0, 7.0)
+    assert distributed.share_of("abcde", 1, 3) == ["b", "e"]
+    assert distributed.sum_over_ranks(2.5, 3) == (2.5, 3.0)  # one process: the values themselves
+    with pytest.raises(ValueError, match="rank=3, world_size=3"):
+        distributed.share_of([1], 3, 3)
+
+
+EVAL_STREAM = torch.arange(203) % V  # 202 targets: 25 windows of 8 and a last one of 2
+
+
+def whole_split_on_ranks():
+    return train_module.whole_split_loss(make_model(), EVAL_STREAM, T, batch_size=3)
+
+
+def test_whole_split_loss_in_2_processes_equals_one_process():
+    """Each rank scores every other batch of windows (9 batches: 5 and 4), and both get the whole-split mean."""
+    alone = train_module.whole_split_loss(make_model(), EVAL_STREAM, T, batch_size=3)
+    rank0, rank1 = distributed.start_processes(whole_split_on_ranks, 2)
+    assert rank0 == rank1 == pytest.approx(alone, rel=1e-6)
+
+
 def fails_on_rank_1():
     if distributed.rank() == 1:
         raise ValueError("wrong shape on rank 1")

@@ -20,6 +20,7 @@ from utils.translation import (
     random_batches,
     strip_translation,
     translation_loss,
+    validation_loss,
 )
 
 lengths_strategy = st.lists(st.tuples(st.integers(0, 30), st.integers(1, 31)), min_size=1, max_size=200)
@@ -70,6 +71,29 @@ def test_collate_shifts_the_target_and_the_loss_ignores_padding():
     garbage = logits.clone()
     garbage[~real] = 1e4  # what the model says at padded positions must not matter
     torch.testing.assert_close(translation_loss(Logits(garbage), (src, tgt_in, tgt_out), pad_id=pad), expected)
+
+
+def tiny_validation():
+    """A tiny translator's validation loss on 40 pairs, in batches of at most 60 positions."""
+    from utils.models import Transformer, TransformerConfig
+
+    tokenizer = BPETokenizer([], specials=True)
+    generator = torch.Generator().manual_seed(0)
+    encoded = [(torch.randint(10, 250, (int(n) % 7 + 1,), generator=generator).tolist(),
+                torch.randint(10, 250, (int(n) % 5 + 1,), generator=generator).tolist()) for n in range(40)]
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size,
+                                          C=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, pad_id=0))
+    with torch.no_grad():
+        return validation_loss(model.eval(), encoded, tokenizer, max_tokens=60)
+
+
+def test_validation_loss_in_2_processes_equals_one_process():
+    from utils import distributed
+
+    alone = tiny_validation()
+    rank0, rank1 = distributed.start_processes(tiny_validation, 2)
+    assert rank0 == rank1 == pytest.approx(alone, rel=1e-6)
 
 
 def test_epoch_batches_are_a_pure_function_of_the_index():

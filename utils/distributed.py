@@ -163,7 +163,32 @@ def mean_over_ranks(value: float | torch.Tensor) -> float:
     return tensor.item() / world_size()
 
 
+def sum_over_ranks(*values: float) -> tuple[float, ...]:
+    """Each number summed over all ranks, in one all-reduce (e.g. a loss total and a count)."""
+    if not is_distributed():
+        return tuple(float(v) for v in values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+    dist.all_reduce(tensor)  # sum over ranks
+    return tuple(tensor.tolist())
+
+
 # --- each rank its own part of the data ----------------------------------------------
+
+
+def share_of(items: Sequence, rank: int | None = None, world_size: int | None = None) -> list:
+    """Rank ``r`` of ``N``'s items ``r, r + N, r + 2N, …``: every item once, no padding.
+
+    For evaluation, where each rank adds up its share and one :func:`sum_over_ranks`
+    at the end joins them: unlike training (:func:`split_batches`) no rank waits for a
+    per-batch all-reduce, so the shares may differ by one item.
+    """
+    r = _rank() if rank is None else rank
+    n = _world_size() if world_size is None else world_size
+    if n < 1 or not 0 <= r < n:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
+    return list(items[r::n])
 
 
 def split_batches(batches: Sequence, rank: int | None = None, world_size: int | None = None) -> list:

@@ -226,14 +226,17 @@ def translation_loss(model: Transformer, batch, *, pad_id: int, label_smoothing:
 
 @torch.no_grad()
 def validation_loss(model: Transformer, encoded, tokenizer: BPETokenizer, max_tokens: int) -> float:
-    """Mean cross-entropy per target token over the whole split (no label smoothing)."""
+    """Mean cross-entropy per target token over the whole split (no label smoothing).
+
+    Under torchrun each process scores every N-th batch and the sums are added up."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for batch in bucket_batches(pair_lengths(encoded), max_tokens, seed=None):
+    for batch in distributed.share_of(bucket_batches(pair_lengths(encoded), max_tokens, seed=None)):
         src, tgt_in, tgt_out = (t.to(device) for t in collate(encoded, batch, tokenizer))
         n = int((tgt_out != tokenizer.pad_id).sum())
         total += translation_loss(model, (src, tgt_in, tgt_out), pad_id=tokenizer.pad_id).item() * n
         count += n
+    total, count = distributed.sum_over_ranks(total, count)
     return total / count
 
 
