@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch13 import check_bottom_right_mask, check_cached_attention, check_key_count
+from utils.exercises.ch13 import check_bottom_right_mask, check_cached_attention, check_key_count, check_packed_qkv
 
 
 def test_bottom_right_mask_checker_rejects_the_top_left_and_inverted_masks():
@@ -59,3 +59,30 @@ def test_key_count_checker_names_the_off_by_one_and_the_missing_layers():
         check_key_count(lambda p, n, layers, cached: layers * (p + n) if cached else right(p, n, layers, cached))
     with pytest.raises(ExerciseFailed, match="in every layer"):
         check_key_count(lambda p, n, layers, cached: right(p, n, 1, cached))
+
+
+def packed_qkv_with(*, order=("q", "k", "v"), bias=True, modules=False, returns=3):
+    def packed_qkv(mha, x):
+        if modules:  # three products, through the modules
+            return mha.q_proj(x), mha.k_proj(x), mha.v_proj(x)
+        projections = [getattr(mha, f"{name}_proj") for name in order]
+        weight = torch.cat([p.weight for p in projections])
+        packed = F.linear(x, weight, torch.cat([p.bias for p in projections]) if bias else None)
+        return packed.split(mha.C, dim=-1)[:returns]
+
+    return packed_qkv
+
+
+def test_packed_qkv_checker_accepts_one_product_and_names_the_usual_mistakes():
+    check_packed_qkv(packed_qkv_with())  # passes
+    with pytest.raises(ExerciseFailed, match="F.linear ran 3 times"):
+        check_packed_qkv(packed_qkv_with(modules=True))
+    with pytest.raises(ExerciseFailed, match="q and k are swapped"):
+        check_packed_qkv(packed_qkv_with(order=("k", "q", "v")))
+    with pytest.raises(ExerciseFailed, match="biases are missing"):
+        check_packed_qkv(packed_qkv_with(bias=False))
+    with pytest.raises(ExerciseFailed, match="three tensors"):
+        check_packed_qkv(packed_qkv_with(returns=2))
+    with pytest.raises(ExerciseFailed, match="three tensors"):
+        check_packed_qkv(lambda mha, x: None)
+    assert F.linear.__name__ == "linear"  # the checker put PyTorch's own F.linear back each time

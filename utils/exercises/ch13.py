@@ -85,3 +85,44 @@ def check_key_count(keys_computed) -> None:
         expect(got_cached == cached,
                f"with a cache, prompt {prompt}, {new} new tokens, {layers} layer(s): expected {cached:,} keys, "
                f"got {got_cached}. The prompt's keys are computed once, then one key per fed token and layer")
+
+
+@checker("Exercise 13.4 — one product for q, k and v")
+def check_packed_qkv(packed_qkv) -> None:
+    """``packed_qkv(mha, x)`` → ``(q, k, v)``, each (B, T, C), from one product with the stacked (3C, C) weight."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(13)
+    C = 12
+    mha = MultiHeadAttention(C, 3).eval()
+    x = torch.randn(2, 5, C)
+    calls = []
+    linear = F.linear
+
+    def counted_linear(*args, **kwargs):
+        calls.append(1)
+        return linear(*args, **kwargs)
+
+    F.linear = counted_linear  # nn.Linear calls it too: three module calls count three products
+    try:
+        with torch.no_grad():
+            result = packed_qkv(mha, x)
+    finally:
+        F.linear = linear
+    expect(isinstance(result, tuple | list) and len(result) == 3,
+           f"return the three tensors (q, k, v); got {type(result).__name__}"
+           + (f" of length {len(result)}" if isinstance(result, tuple | list) else ""))
+    with torch.no_grad():
+        wanted = [p(x) for p in (mha.q_proj, mha.k_proj, mha.v_proj)]
+        without_bias = [x @ p.weight.T for p in (mha.q_proj, mha.k_proj, mha.v_proj)]
+    for name, got in zip("qkv", result):
+        expect_shape(got, (2, 5, C), f"{name} (x is (2, 5, {C}))")
+    q, k, _ = result
+    if torch.allclose(q, wanted[1], atol=1e-5) and torch.allclose(k, wanted[0], atol=1e-5):
+        expect(False, "q and k are swapped: stack the weights in the order q_proj, k_proj, v_proj")
+    if all(torch.allclose(got, want, atol=1e-5) for got, want in zip(result, without_bias)):
+        expect(False, "the biases are missing: stack the three biases into one (3C,) vector too")
+    for name, got, want in zip("qkv", result, wanted):
+        expect_close(got, want, f"{name} (compare mha.{name}_proj(x))")
+    expect(len(calls) <= 1, f"F.linear ran {len(calls)} times: stack the three weights into one (3C, C) matrix "
+           "(torch.cat) and multiply once, then split the result")
