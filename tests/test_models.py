@@ -62,6 +62,14 @@ def test_bad_input_gives_clear_errors():
         small_transformer().encode(torch.ones(1, 65, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown preset 'tpu'"):
         GPTConfig.preset("tpu", vocab_size=V)
+    for fields, message in [({"norm_first": "no"}, "norm_first must be True or False, got 'no'"),
+                            ({"tie_weights": 1}, "tie_weights must be True or False, got 1"),
+                            ({"dropout": "abc"}, r"dropout must be a number in \[0, 1\), got 'abc'"),
+                            ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0")]:
+        with pytest.raises(ValueError, match=message):
+            GPTConfig(vocab_size=V, **fields)
+        with pytest.raises(ValueError, match=message):
+            TransformerConfig(src_vocab_size=V, tgt_vocab_size=V, **fields)
 
 
 def test_presets_are_one_word_apart():

@@ -188,7 +188,9 @@ def test_train_config_rejects_bad_values_by_name():
                          ({"min_lr": 2.0}, "min_lr"), ({"schedule": "linear"}, "schedule"),
                          ({"eval_every": 0}, "eval_every"), ({"grad_clip": 0}, "grad_clip"),
                          ({"precision": "fp8"}, "precision"), ({"accumulation_steps": 0}, "accumulation_steps"),
-                         ({"betas": (0.9, 1.0)}, "betas")]:
+                         ({"betas": (0.9, 1.0)}, "betas"), ({"betas": 0.9}, "betas"),
+                         ({"betas": (0.9, "a")}, "betas"), ({"weight_decay": "abc"}, "weight_decay"),
+                         ({"label_smoothing": "abc"}, "label_smoothing"), ({"grad_clip": "abc"}, "grad_clip")]:
         with pytest.raises(ValueError, match=name):
             TrainConfig(**fields)
     with pytest.raises(ValueError, match="fp16"):

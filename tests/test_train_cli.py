@@ -70,6 +70,12 @@ def test_bad_arguments_exit_2_with_one_line_and_never_touch_a_good_checkpoint(tm
         (["--resume", "--out", str(corrupt)], "not a readable checkpoint"),
         (["--resume", "--out", str(tmp_path / "missing")], "no checkpoint"),
         (["--eval-every", "0", "--out", str(tmp_path), "--overwrite"], "--eval-every must be >= 1"),
+        (["--set", "model.bogus=1", "--out", str(tmp_path / "new")], "model has no setting 'bogus'; it has C,"),
+        (["--set", "train.device=cuda", "--out", str(tmp_path / "new")], "train.device=cuda': use --device"),
+        (["--set", "train.seed=3", "--out", str(tmp_path / "new")], "use --seed"),
+        (["--set", "model.norm_first=no", "--out", str(tmp_path / "new")], "norm_first must be True or False"),
+        (["--set", "train.betas=0.9", "--out", str(tmp_path / "new")], "betas must be two numbers"),
+        (["--set", "lr=1", "--out", str(tmp_path / "new")], "expected SECTION.FIELD=VALUE"),
     ]
     for args, message in cases:
         code, out, err = run_cli(capsys, *args)

@@ -148,6 +148,10 @@ def test_command_line_json_line_checkpoint_and_translate(tmp_path):
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--minutes", "-1"], "--minutes must be > 0"),
     (["--set", "nonsense"], "SECTION.FIELD=VALUE"),
+    (["--set", "decode.beam=3"], "decode has no setting 'beam'; it has alpha, batch_size, beam_size"),
+    (["--set", "train.steps=3"], "use --steps, --epochs or --minutes"),
+    (["--set", "train.eval_every=3"], "validates once per epoch"),
+    (["--set", "model.dropout=abc"], "dropout must be a number"),
 ])
 def test_command_line_bad_arguments_exit_2(tmp_path, args, message):
     result = cli("utils.train", "translate", "--out", str(tmp_path / "x"), *args)

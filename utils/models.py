@@ -58,6 +58,14 @@ class _Preset:
 
     PRESETS: dict[str, dict] = {}
 
+    def __post_init__(self):
+        for name in ("norm_first", "tie_weights"):  # a truthy string or 1 would pass silently otherwise
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
     @classmethod
     def preset(cls, name: str, **fields):
         if name not in cls.PRESETS:

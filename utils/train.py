@@ -256,7 +256,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)  # a list after a round trip through a checkpoint
+        betas = self.betas
+        if not (isinstance(betas, tuple | list) and len(betas) == 2 and all(_is_number(b) for b in betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = tuple(betas)  # a list after a round trip through a checkpoint
+        for name in ("weight_decay", "label_smoothing"):
+            if not _is_number(getattr(self, name)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if self.grad_clip is not None and not _is_number(self.grad_clip):
+            raise ValueError(f"grad_clip must be a number > 0 or None (no clipping), got {self.grad_clip!r}")
         for name in ("steps", "warmup_steps", "seed"):
             _check_positive_int(getattr(self, name), name, minimum=0)
         for name in ("batch_size", "accumulation_steps", "eval_every"):
@@ -279,6 +287,10 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -795,6 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Settings that a common command-line option owns: ``--set`` refuses them and names the option.
+COMMAND_LINE_SETTINGS = {"train.device": "use --device", "train.compile": "use --compile", "train.seed": "use --seed"}
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu",
                         help="the sizes of model and run: 'cpu' (minutes on a laptop) or 'gpu' (default: cpu)")
@@ -815,14 +831,18 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_settings(
-    preset: dict[str, dict], settings: list[str], fields: dict[str, Iterable[str]] | None = None
+    preset: dict[str, dict], settings: list[str], fields: dict[str, Iterable[str]] | None = None,
+    instead: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """A copy of ``preset`` with ``--set SECTION.FIELD=VALUE`` settings applied.
 
     VALUE is read as a Python literal (``2e-3``, ``(0.9, 0.95)``, ``None``), else kept as
     a word (``cosine``). ``fields`` names the settings each section may take; a name
     outside it is refused with the list of valid ones, instead of a later ``TypeError``.
+    ``instead`` maps settings that a command-line option or the task itself owns
+    (``train.device``) to what to do instead: the option would silently override them.
     """
+    instead = {**COMMAND_LINE_SETTINGS, **(instead or {})}
     import ast
 
     preset = {section: dict(values) for section, values in preset.items()}
@@ -831,6 +851,8 @@ def apply_settings(
         section, dot, field = name.partition(".")
         if not (equals and dot and field) or section not in preset:
             raise UsageError(f"--set {setting!r}: expected SECTION.FIELD=VALUE with SECTION one of {list(preset)}")
+        if name in instead:
+            raise UsageError(f"--set {setting!r}: {instead[name]}")
         if fields is not None and section in fields and field not in fields[section]:
             raise UsageError(f"--set {setting!r}: {section} has no setting {field!r}; it has "
                              f"{', '.join(sorted(fields[section]))}")

@@ -376,7 +376,9 @@ def run(args: argparse.Namespace) -> dict:
     """Train (or resume) the translator of a preset, translate the test split, score it; returns the summary."""
     if args.preset not in PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
-    preset = apply_settings(PRESETS[args.preset], args.set, SETTINGS)
+    preset = apply_settings(PRESETS[args.preset], args.set, SETTINGS, instead={
+        "train.steps": "use --steps, --epochs or --minutes",
+        "train.eval_every": "the translate task validates once per epoch"})
     if args.minutes is not None and not args.minutes > 0:
         raise UsageError(f"--minutes must be > 0, got {args.minutes}")
     for name in ("epochs", "beam", "test_sentences"):
