@@ -31,10 +31,10 @@ import time
 
 import torch
 
-from utils.environment import pick_device
 from utils.generate import generate
 from utils.models import GPT, GPTConfig
 from utils.shakespeare import PRESETS, model_from_checkpoint
+from utils.train import CheckpointError, resolve_device
 
 SHAPES = {preset: {name: value for name, value in PRESETS[preset]["model"].items() if name != "dropout"}
           for preset in PRESETS}
@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.tokens < 1 or args.batch_size < 1:
         parser.error(f"--tokens and --batch-size must be >= 1, got {args.tokens} and {args.batch_size}")
-    device = pick_device(args.device)
+    try:
+        device = resolve_device(args.device or "auto")
+    except ValueError as error:
+        parser.error(str(error))
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.tokens} tokens, batch {args.batch_size}, greedy, from a 1-token prompt")
@@ -79,7 +82,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         shape = {**SHAPES[preset], **({"block_size": block_size} if block_size else {})}
         models[name] = GPT(GPTConfig(vocab_size=VOCAB_SIZE, **shape))
     if args.checkpoint:
-        model, _ = model_from_checkpoint(args.checkpoint)
+        try:
+            model, _ = model_from_checkpoint(args.checkpoint)
+        except CheckpointError as error:
+            parser.error(str(error))
         models[f"trained, block {model.config.block_size}"] = model
     rows = []
     for name, model in models.items():

@@ -164,6 +164,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="passed on to ours (python -m utils.train gpt --set ...)")
     args = parser.parse_args()
+    if args.nanogpt is not None and not (args.nanogpt / "train.py").is_file():
+        parser.error(f"--nanogpt {args.nanogpt}: no train.py there; give a checkout of "
+                     "https://github.com/karpathy/nanoGPT")
     compile_ = args.preset == "gpu" if args.compile is None else args.compile
     extra = (["--compile"] if compile_ else []) + [f"--set={setting}" for setting in args.set]
     device = "cuda" if args.preset == "gpu" else "cpu"

@@ -46,6 +46,13 @@ def test_bucketing_cuts_padding_and_rejects_a_pair_over_budget():
         bucket_batches([(3, 3), (25, 25)], 40)
 
 
+def test_validation_batches_are_the_same_in_every_call():
+    """seed=None must not draw ties at random: under torchrun every process must cut the same batches."""
+    lengths = [(3, 4)] * 50 + [(5, 2)] * 50  # many ties
+    assert bucket_batches(lengths, 40, seed=None) == bucket_batches(lengths, 40, seed=None)
+    assert bucket_batches(lengths, 40, seed=None)[0] == [0, 1, 2, 3, 4]  # ties in index order, 5 × 8 positions
+
+
 def test_collate_shifts_the_target_and_the_loss_ignores_padding():
     tokenizer = BPETokenizer([], specials=True)
     pad, sos, eos = tokenizer.pad_id, tokenizer.sos_id, tokenizer.eos_id

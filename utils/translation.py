@@ -136,8 +136,9 @@ def bucket_batches(lengths: list[tuple[int, int]], max_tokens: int, seed: int | 
     Sort the pairs by (source length, target length) — ties in a random order drawn
     from ``seed``, so every epoch's batches differ a little — then walk the sorted
     list and start a new batch whenever the next pair would push
-    :func:`batch_positions` past ``max_tokens``. The batches come back shuffled
-    (``seed=None``: in sorted order). Every pair is in exactly one batch.
+    :func:`batch_positions` past ``max_tokens``. The batches come back shuffled.
+    ``seed=None`` (validation) is deterministic: ties in index order, batches in sorted
+    order, the same in every process. Every pair is in exactly one batch.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -146,7 +147,7 @@ def bucket_batches(lengths: list[tuple[int, int]], max_tokens: int, seed: int | 
         i = too_long[0]
         raise ValueError(f"pair {i} alone has {sum(lengths[i])} positions, more than max_tokens={max_tokens}")
     rng = random.Random(seed)
-    ties = [rng.random() for _ in lengths]
+    ties = range(len(lengths)) if seed is None else [rng.random() for _ in lengths]  # None: the same everywhere
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i][0], lengths[i][1], ties[i]))
     batches, batch, longest_src, longest_tgt = [], [], 0, 0
     for i in order:
