@@ -195,6 +195,10 @@ def test_packed_gpt_refuses_what_it_cannot_run():
         packed(torch.tensor([[3, V]]))
     with pytest.raises(ValueError, match="shape \\(B, T\\)"):
         packed(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape \\(B, T\\)"):
+        packed([[1, 2]])
+    with pytest.raises(ValueError, match="cache has 1 entries; expected one per block \\(2\\)"):
+        packed(torch.zeros(1, 2, dtype=torch.long), cache=model.new_cache()[:1])
     cache = model.new_cache()
     packed(torch.zeros(1, 15, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="15 cached positions \\+ T=2 tokens exceed block_size=16"):

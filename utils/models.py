@@ -365,8 +365,10 @@ class PackedGPT:
     def __call__(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """ids (B, T) after the ``cache``'s positions → logits (B, T, V); the cache is extended."""
         c = self.config
-        if idx.ndim != 2:
-            raise ValueError(f"idx must be token ids of shape (B, T), got shape {tuple(idx.shape)}")
+        if not isinstance(idx, torch.Tensor) or idx.ndim != 2:
+            raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(getattr(idx, 'shape', ())) or idx!r}")
+        if cache is not None and len(cache) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache)} entries; expected one per block ({len(self.blocks)})")
         start = 0 if cache is None else len(cache[0])
         B, T = idx.shape
         if start + T > c.block_size:

@@ -27,6 +27,7 @@ Chapter 11 adds the kit that trains real models (chapters 11–14 use it):
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import importlib
@@ -843,8 +844,6 @@ def apply_settings(
     (``train.device``) to what to do instead: the option would silently override them.
     """
     instead = {**COMMAND_LINE_SETTINGS, **(instead or {})}
-    import ast
-
     preset = {section: dict(values) for section, values in preset.items()}
     for setting in settings:
         name, equals, text = setting.partition("=")
@@ -854,8 +853,8 @@ def apply_settings(
         if name in instead:
             raise UsageError(f"--set {setting!r}: {instead[name]}")
         if fields is not None and section in fields and field not in fields[section]:
-            raise UsageError(f"--set {setting!r}: {section} has no setting {field!r}; it has "
-                             f"{', '.join(sorted(fields[section]))}")
+            settable = sorted(f for f in fields[section] if f"{section}.{f}" not in instead)
+            raise UsageError(f"--set {setting!r}: {section} has no setting {field!r}; it has {', '.join(settable)}")
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
