@@ -84,7 +84,9 @@ def main() -> None:
                                                                  args.threads),
         f"{args.processes} processes (DDP), {per_process} thread{'s' * (per_process > 1)} each":
             lambda: distributed.start_processes(train_steps, args.processes, ids, tokenizer.vocab_size,
-                                                args.steps, per_process)[0],
+                                                args.steps, per_process,
+                                                # a forked rank must stay on one thread (utils.distributed)
+                                                start_method="spawn" if per_process > 1 else None)[0],
     }
     rates: dict[str, list[float]] = {name: [] for name in configurations}
     for _ in range(args.repeats):  # interleaved, so that a burst of load hits every configuration alike

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -145,6 +146,37 @@ def test_whole_split_loss_in_2_processes_equals_one_process():
     alone = train_module.whole_split_loss(make_model(), EVAL_STREAM, T, batch_size=3)
     rank0, rank1 = distributed.start_processes(whole_split_on_ranks, 2)
     assert rank0 == rank1 == pytest.approx(alone, rel=1e-6)
+
+
+FORK_AFTER_THREADS = """
+import os, torch
+from utils import distributed
+os.cpu_count = lambda: 16  # as on a machine with many cores, where ranks used to share them out
+torch.set_num_threads(2)
+a = torch.randn(256, 256, requires_grad=True)
+(a @ a).sum().backward()  # the parent's OpenMP threads are now running
+def work():
+    b = torch.randn(256, 256, requires_grad=True)
+    (b @ b).relu().sum().backward()
+    return torch.get_num_threads()
+print(distributed.start_processes(work, 2))
+"""
+
+
+def test_forked_ranks_after_a_multithreaded_parent_do_not_hang():
+    """GNU OpenMP's thread pool does not survive fork(): a forked rank asking for 2 threads waited forever."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        result = subprocess.run([sys.executable, "-c", FORK_AFTER_THREADS], capture_output=True, text=True,
+                                timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("2 forked ranks hung after the parent had used 2 threads")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[1, 1]"  # a forked rank runs on one thread
 
 
 def fails_on_rank_1():

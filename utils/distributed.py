@@ -245,11 +245,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_rank(local_rank: int, fn: Callable, world: int, port: int, folder: str, args: tuple) -> None:
-    """One process: set torchrun's environment variables, join the group, run ``fn``, save its result."""
+def _run_rank(local_rank: int, fn: Callable, world: int, port: int, folder: str, args: tuple,
+              forked: bool = False) -> None:
+    """One process: set torchrun's environment variables, join the group, run ``fn``, save its result.
+
+    A forked rank runs on one thread: GNU OpenMP's pool of threads does not survive a
+    fork, and a forked process that asks it for more than one thread, after its parent
+    used several, waits forever. A spawned rank may share out the cores.
+    """
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // world)))
+    shared_out = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // world))
+    torch.set_num_threads(1 if forked else shared_out)
     try:
         init_from_environment("cpu", timeout=TIMEOUT)
         result = fn(*args)
@@ -268,9 +275,11 @@ def start_processes(fn: Callable, world_size: int = 2, *args, start_method: str 
     torchrun. Results go back through ``torch.save``/``torch.load`` (tensors,
     numbers, strings, lists and dicts of them). The processes are *forked* where the
     system can (Linux, macOS): they start in a fraction of a second and ``fn`` may be
-    defined in a notebook. Elsewhere they are *spawned* (a fresh Python each, a few
-    seconds) and ``fn`` must be importable from a module. An error in any rank stops
-    them all and is raised here with that rank's traceback.
+    defined in a notebook, but each runs on one CPU thread (and ``fn`` must not ask
+    for more: see :func:`_run_rank`). Elsewhere, or with ``start_method="spawn"``,
+    they are *spawned* (a fresh Python each, a few seconds), share out the cores, and
+    ``fn`` must be importable from a module. An error in any rank stops them all and
+    is raised here with that rank's traceback.
     """
     if world_size < 1:
         raise ValueError(f"world_size must be at least 1, got {world_size}")
@@ -286,7 +295,8 @@ def start_processes(fn: Callable, world_size: int = 2, *args, start_method: str 
                          "the top level of a .py module, or use start_method='fork'")
     with tempfile.TemporaryDirectory(prefix="ranks-") as folder:
         try:
-            torch_mp.start_processes(_run_rank, args=(fn, world_size, free_port(), folder, args),
+            torch_mp.start_processes(_run_rank, args=(fn, world_size, free_port(), folder, args,
+                                                      start_method == "fork"),
                                      nprocs=world_size, join=True, start_method=start_method)
         except Exception as error:
             errors = list(Path(folder).glob("rank*.error"))
