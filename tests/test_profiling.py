@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from utils.attention import attention, causal_mask
-from utils.profiling import saved_for_backward_bytes, sdpa_kernel_name, seconds_per_call, top_operations
+from utils.profiling import (
+    operator_calls,
+    saved_for_backward_bytes,
+    sdpa_kernel_name,
+    seconds_per_call,
+    top_operations,
+)
 
 
 def test_saved_for_backward_bytes_counts_each_storage_once():
@@ -44,3 +50,12 @@ def test_timing_and_profile_helpers():
             x @ x
     (name, count, share), *_ = top_operations(profile, n=1)
     assert (name, count) == ("aten::mm", 3) and 0 < share <= 1
+
+
+def test_operator_calls_counts_every_aten_event():
+    a, b = torch.ones(3), torch.ones(3)
+    with torch.profiler.profile() as profile:
+        for _ in range(4):
+            torch.add(a, b)
+        torch.mul(a, b)
+    assert operator_calls(profile) == 5  # 4 adds and a mul, nothing nested

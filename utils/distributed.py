@@ -154,13 +154,8 @@ def save_main(obj, path: str | Path) -> None:
 
 def mean_over_ranks(value: float | torch.Tensor) -> float:
     """The mean of a number over all ranks (e.g. each rank's loss on its part of the batch)."""
-    if not is_distributed():
-        return float(value)
-    tensor = torch.as_tensor(value, dtype=torch.float64).detach().clone().reshape(())
-    if dist.get_backend() == "nccl":
-        tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-    dist.all_reduce(tensor)  # sum over ranks
-    return tensor.item() / world_size()
+    (total,) = sum_over_ranks(float(value))
+    return total / world_size()
 
 
 def sum_over_ranks(*values: float) -> tuple[float, ...]:
@@ -177,6 +172,15 @@ def sum_over_ranks(*values: float) -> tuple[float, ...]:
 # --- each rank its own part of the data ----------------------------------------------
 
 
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """The given rank and world size, or this process's; checked."""
+    r = _rank() if rank is None else rank
+    n = _world_size() if world_size is None else world_size
+    if n < 1 or not 0 <= r < n:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
+    return r, n
+
+
 def share_of(items: Sequence, rank: int | None = None, world_size: int | None = None) -> list:
     """Rank ``r`` of ``N``'s items ``r, r + N, r + 2N, …``: every item once, no padding.
 
@@ -184,10 +188,7 @@ def share_of(items: Sequence, rank: int | None = None, world_size: int | None = 
     at the end joins them: unlike training (:func:`split_batches`) no rank waits for a
     per-batch all-reduce, so the shares may differ by one item.
     """
-    r = _rank() if rank is None else rank
-    n = _world_size() if world_size is None else world_size
-    if n < 1 or not 0 <= r < n:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
+    r, n = _rank_and_world(rank, world_size)
     return list(items[r::n])
 
 
@@ -199,10 +200,7 @@ def split_batches(batches: Sequence, rank: int | None = None, world_size: int | 
     ``ceil(len / N)`` batches: a rank with one batch fewer would wait forever for the
     others' last all-reduce.
     """
-    r = _rank() if rank is None else rank
-    n = _world_size() if world_size is None else world_size
-    if n < 1 or not 0 <= r < n:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
+    r, n = _rank_and_world(rank, world_size)
     if len(batches) == 0:
         raise ValueError("split_batches got no batches to share")
     total = math.ceil(len(batches) / n) * n
@@ -221,10 +219,7 @@ def rank_batch_at(batch_at: Callable[[int], tuple], rank: int | None = None,
     accumulation steps: N processes with ``accumulation_steps=A`` train like one
     with ``A·N``.
     """
-    r = _rank() if rank is None else rank
-    n = _world_size() if world_size is None else world_size
-    if n < 1 or not 0 <= r < n:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
+    r, n = _rank_and_world(rank, world_size)
     if n == 1:
         return batch_at
 

@@ -53,6 +53,11 @@ def seconds_per_call(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
     return statistics.median(times)
 
 
+def operator_calls(profile: torch.profiler.profile) -> int:
+    """How many PyTorch operators (``aten::`` events, nested ones included) the profile recorded."""
+    return sum(e.count for e in profile.key_averages() if e.key.startswith("aten::"))
+
+
 def top_operations(profile: torch.profiler.profile, n: int = 8) -> list[tuple[str, int, float]]:
     """The ``n`` operators with the most self time: (name, calls, share of all self time)."""
     events = [e for e in profile.key_averages() if e.key.startswith("aten::")]
