@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from utils.tokenizers import BPETokenizer
 from utils.translation import (
+    PRESETS,
     apply_settings,
     batch_positions,
     bucket_batches,
     collate,
     epoch_batches,
     padding_share,
+    plan_steps,
     random_batches,
     strip_translation,
     translation_loss,
@@ -123,6 +125,16 @@ def test_strip_translation_and_settings():
     assert changed == {"model": {"C": 16}, "train": {"schedule": "constant"}}
 
 
+def test_presets_train_a_fixed_number_of_steps_and_minutes_is_an_option():
+    assert PRESETS["cpu"]["train"]["steps"] == 4000 and PRESETS["gpu"]["train"]["steps"] == 3600
+    assert not any("minutes" in section or "epochs" in section for p in PRESETS.values() for section in p.values())
+    assert plan_steps(4000, 500) == (4000, False)  # the preset's steps, on every machine
+    assert plan_steps(4000, 500, epochs=3) == (1500, False)
+    assert plan_steps(4000, 500, minutes=2.0) == (4000, True)  # a time budget: the caller plans from timed steps
+    assert plan_steps(4000, 500, steps=7, epochs=3, minutes=2.0) == (7, False)  # --steps wins
+    assert plan_steps(4000, 500, resume_steps=1234, epochs=3) == (1234, False)  # a resumed run keeps its total
+
+
 TINY = ["--steps", "2", "--test-sentences", "4", "--beam", "2", "--set", "data.train_pairs=300",
         "--set", "data.vocab_size=300", "--set", "model.C=16", "--set", "model.d_ff=32",
         "--set", "model.n_heads=2", "--set", "model.n_encoder_layers=1", "--set", "model.n_decoder_layers=1"]
@@ -137,8 +149,9 @@ def test_command_line_json_line_checkpoint_and_translate(tmp_path):
     result = cli("utils.train", "translate", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("task", "preset", "device", "epochs", "seconds", "val_loss", "bleu", "bleu_greedy"):
+    for key in ("task", "preset", "device", "epochs", "seconds", "val_loss", "bleu", "bleu_greedy", "bleu_val"):
         assert key in summary
+    assert 0 <= summary["bleu_val"] <= 100
     assert summary["task"] == "translate" and summary["steps"] == 2 and summary["test_sentences"] == 4
     assert (out / "checkpoint.pt").is_file() and (out / "metrics.json").is_file()
 

@@ -18,7 +18,8 @@ The task of ``python -m utils.train translate``:
 * **Scoring** — validation loss per epoch; test translations by greedy decoding and
   beam search (:mod:`utils.generate`), scored with BLEU (:mod:`utils.bleu`), checked
   against sacreBLEU.
-* :data:`PRESETS` ``cpu`` (ten minutes on two laptop cores) and ``gpu``.
+* :data:`PRESETS` ``cpu`` (4,000 steps, ten minutes on two laptop cores) and ``gpu``;
+  each trains a fixed number of steps (``--minutes``: a time budget instead).
 """
 
 from __future__ import annotations
@@ -52,21 +53,24 @@ from utils.train import (
 TASK = "translate"
 
 PRESETS: dict[str, dict[str, dict]] = {
+    # Each preset trains a fixed number of steps, so the same command gives the same model on every machine
+    # (--minutes trains for a time budget instead). The cpu preset's 4,000 steps (8 epochs) fit 10 minutes on
+    # the book's quiet 2-core CPU, decoding included: 3,897 steps took 517 s of training there, 541 s in all.
     "cpu": {
-        "data": dict(vocab_size=4000, max_tokens=2000, epochs=10, minutes=8.75),
-        # 2 + 2 layers of C = 128 (the issue's baseline shape) take twice the steps of 3 + 3 layers of C = 192
-        # in the same minutes, and won: 36.85 BLEU against 35.29, back to back (README, "Translation").
+        "data": dict(vocab_size=4000, max_tokens=2000),
+        # 2 + 2 layers of C = 128 take twice the steps of 3 + 3 layers of C = 192 in the same minutes, and
+        # won: 36.85 BLEU against 35.29, back to back (benchmarks/README.md, "Translation").
         "model": dict(max_len=128, C=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512,
                       dropout=0.1, norm_first=False),
-        "train": dict(lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
+        "train": dict(steps=4000, lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
                       betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.0),
         "decode": dict(beam_size=5, alpha=1.0),  # the best of 7 settings on the validation split
     },
-    "gpu": {
-        "data": dict(vocab_size=8000, max_tokens=8000, epochs=30, minutes=None),
+    "gpu": {  # about 30 epochs of 121 steps
+        "data": dict(vocab_size=8000, max_tokens=8000),
         "model": dict(max_len=128, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048,
                       dropout=0.2, norm_first=True),
-        "train": dict(lr=1e-3, min_lr=5e-5, warmup_steps=1000, schedule="cosine", weight_decay=0.01,
+        "train": dict(steps=3600, lr=1e-3, min_lr=5e-5, warmup_steps=1000, schedule="cosine", weight_decay=0.01,
                       betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
         "decode": dict(beam_size=5, alpha=0.6),
     },
@@ -75,7 +79,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 
 # What ``--set SECTION.FIELD=VALUE`` may change: each section's settings.
 SETTINGS = {
-    "data": ("vocab_size", "max_tokens", "epochs", "minutes", "train_pairs"),
+    "data": ("vocab_size", "max_tokens", "train_pairs"),
     "model": tuple(f.name for f in dataclasses.fields(TransformerConfig)
                    if f.name not in ("src_vocab_size", "tgt_vocab_size", "pad_id")),
     "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
@@ -338,6 +342,27 @@ def configs(preset: str | dict, vocab_size: int, **train_overrides) -> tuple[Tra
         raise UsageError(str(error)) from None
 
 
+def plan_steps(
+    preset_steps: int, steps_per_epoch: int, *, steps: int | None = None, epochs: int | None = None,
+    minutes: float | None = None, resume_steps: int | None = None,
+) -> tuple[int, bool]:
+    """``(steps, budgeted)``: how many steps a run trains, and whether it trains for a time budget instead.
+
+    ``--steps`` wins, then a resumed run's own total, then ``--epochs`` (``epochs · steps_per_epoch``),
+    then ``--minutes`` (budgeted: the caller plans the steps from timed ones), then the preset's fixed
+    number of steps, which gives the same model on every machine.
+    """
+    if steps is not None:
+        return steps, False
+    if resume_steps is not None:
+        return resume_steps, False
+    if epochs:
+        return epochs * steps_per_epoch, False
+    if minutes:
+        return preset_steps, True
+    return preset_steps, False
+
+
 def metadata(model_config: TransformerConfig, tokenizer: BPETokenizer) -> dict:
     """What a checkpoint of this task must match: the task, the model's sizes, the tokenizer."""
     return {"task": TASK, "model": dataclasses.asdict(model_config), "shared_embeddings": True,
@@ -359,16 +384,18 @@ def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
     parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training pairs (default: the preset's; --steps wins)")
+                        help="passes over the training pairs (default: the preset's fixed number of steps; "
+                             "--steps wins)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="train for about this many minutes (validation included): the step count is planned from "
                              "a few timed steps and re-planned every 100 steps from the speed measured so far, "
-                             "so the schedule ends on time (default: the preset's; --epochs and --steps win)")
+                             "so the schedule ends on time (default: the preset's fixed number of steps; "
+                             "--epochs and --steps win)")
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width for the test translations (default: the preset's; 1 is greedy)")
     parser.add_argument("--test-sentences", type=int, default=None,
-                        help="translate only the first N test sentences (quick checks; the BLEU is then "
-                             "not the benchmark's)")
+                        help="translate only the first N validation and test sentences (quick checks; the "
+                             "BLEU is then not the benchmark's)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh even when OUT already holds a checkpoint (it is replaced)")
 
@@ -407,17 +434,12 @@ def run(args: argparse.Namespace) -> dict:
     model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    minutes = args.minutes or data.get("minutes")
-    budgeted = False  # trained for a time budget: the plan of steps is revised as the run goes (Trainer.fit_for)
-    if args.steps is not None:
-        steps = args.steps
-    elif args.resume:
-        steps = load_checkpoint(checkpoint_path, {"task": TASK})["config"]["steps"]  # the run's own total
-    elif args.epochs or not minutes:
-        steps = (args.epochs or data["epochs"]) * steps_per_epoch
-    else:  # a time budget; the first plan: a validation pass costs about 1/25 of an epoch, once per epoch
-        steps = int(minutes * 60 * 0.96 * steps_per_second(model, train_config, batch_at, pad, smoothing))
-        budgeted = True
+    steps, budgeted = plan_steps(train_config.steps, steps_per_epoch, steps=args.steps, epochs=args.epochs,
+                                 minutes=args.minutes, resume_steps=(
+                                     load_checkpoint(checkpoint_path, {"task": TASK})["config"]["steps"]
+                                     if args.resume and args.steps is None else None))
+    if budgeted:  # the first plan, from a few timed steps: a validation pass costs about 1/25 of an epoch
+        steps = int(args.minutes * 60 * 0.96 * steps_per_second(model, train_config, batch_at, pad, smoothing))
     # A short run warms up over at most a fifth of its steps. A budgeted run's first plan comes from a few
     # timed steps, which a burst of load from other programs can make several times too short (fit_for
     # re-plans the steps, not the warm-up), so it keeps the preset's warm-up unless the plan is below twice it.
@@ -435,7 +457,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.resume:
         trainer.load(checkpoint_path)
     start_step = trainer.step
-    history = trainer.fit_for(minutes * 60) if budgeted else trainer.fit()
+    history = trainer.fit_for(args.minutes * 60) if budgeted else trainer.fit()
     if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
         trainer.run_evaluation()  # e.g. --steps 0, or a resumed run that was already complete
 
@@ -443,12 +465,17 @@ def run(args: argparse.Namespace) -> dict:
         return {"preset": args.preset, "device": trainer.device.type, "steps": trainer.step}
     decode_start = time.perf_counter()
     model.eval()
-    test_pairs = test_pairs[: args.test_sentences] if args.test_sentences else test_pairs
-    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
+    if args.test_sentences:  # a quick check: the first N sentences of validation and test only
+        val_pairs, test_pairs = val_pairs[: args.test_sentences], test_pairs[: args.test_sentences]
     beam_size = args.beam or preset["decode"]["beam_size"]
+    decoding = dict(beam_size=beam_size, alpha=preset["decode"]["alpha"],
+                    batch_size=preset["decode"].get("batch_size", 100))
+    # Validation BLEU, decoded as the test split is: the score to choose settings on (never the test's).
+    bleu_val, _ = bleu_of(translate(model, tokenizer, [de for de, _ in val_pairs], **decoding),
+                          [en for _, en in val_pairs])
+    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
     greedy = translate(model, tokenizer, sources, beam_size=1)
-    beam = translate(model, tokenizer, sources, beam_size=beam_size, alpha=preset["decode"]["alpha"],
-                     batch_size=preset["decode"].get("batch_size", 100))
+    beam = translate(model, tokenizer, sources, **decoding)
     bleu_greedy, _ = bleu_of(greedy, references)
     bleu, signature = bleu_of(beam, references)
     decode_seconds = time.perf_counter() - decode_start
@@ -468,6 +495,7 @@ def run(args: argparse.Namespace) -> dict:
         "val_loss": round(history["val_loss"][-1], 4),
         "bleu": round(bleu, 2),
         "bleu_greedy": round(bleu_greedy, 2),
+        "bleu_val": round(bleu_val, 2),
         "beam": beam_size,
         "test_sentences": len(test_pairs),
         "bleu_signature": signature,
