@@ -1,5 +1,8 @@
-"""utils.generate.beam_translate: width 1 is greedy, a wider beam never scores below greedy,
-the scores it reports are the model's (teacher-forced), and the KV cache changes nothing."""
+"""utils.generate.beam_translate: width 1 is greedy, a plain beam search (it can end below
+greedy: no fallback), the scores it reports are the model's (teacher-forced), and the KV
+cache changes nothing."""
+
+import math
 
 import pytest
 import torch
@@ -28,7 +31,7 @@ def sources(seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_width_one_is_greedy(seed):
     model, src = small_translator(seed), sources(seed)
-    greedy = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_len=15)
+    greedy = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_new_tokens=15)
     for alpha in (0.0, 0.6):
         beam = beam_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, beam_size=1, alpha=alpha,
                               max_new_tokens=15)
@@ -38,20 +41,62 @@ def test_width_one_is_greedy(seed):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_wider_beam_never_scores_below_greedy_and_reports_true_scores(seed):
+def test_wider_beam_reports_true_scores(seed):
     model, src = small_translator(seed), sources(seed)
     lengths_seen = set()
     for alpha in (0.0, 0.6, 1.0):
         greedy = beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=1, alpha=alpha, max_new_tokens=15)
-        greedy_scores = translation_scores(model, src, greedy, eos_id=EOS, alpha=alpha)
         lengths_seen |= set(((greedy == EOS).float().argmax(1)).tolist())
         for K in (2, 3, 5):
             out, scores = beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=K, alpha=alpha,
                                          max_new_tokens=15, return_scores=True)
             teacher_forced = translation_scores(model, src, out, eos_id=EOS, alpha=alpha)
             torch.testing.assert_close(scores, teacher_forced, atol=1e-4, rtol=1e-4)
-            assert (scores >= greedy_scores - 1e-5).all()
     assert len(lengths_seen) > 1  # the test met translations of different lengths
+
+
+# A decoder whose next-token probabilities depend only on the last token (a Markov chain),
+# written so that a beam of 2 loses the greedy path: after <SOS>, "a" (0.5) is greedy's
+# choice, but its best child "a d" (0.12) falls behind both children of "b" (0.13 each),
+# which then end at 0.117 < greedy's 0.12.
+A, B_, C_, D, E, F, G = 3, 4, 5, 6, 7, 8, 9
+NEXT = {SOS: {A: 0.5, B_: 0.26, C_: 0.24}, A: {D: 0.24, EOS: 0.19, E: 0.19, C_: 0.19, G: 0.19},
+        B_: {F: 0.5, G: 0.5}, D: {EOS: 1.0}, F: {EOS: 0.9, G: 0.1}, G: {EOS: 0.9, F: 0.1}}
+
+
+class MarkovTranslator(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        table = torch.full((10, 10), 1e-9)
+        table[:, EOS] = 1.0  # tokens without a row end the sentence
+        for token, nexts in NEXT.items():
+            table[token] = 1e-9
+            for n, p in nexts.items():
+                table[token, n] = p
+        self.register_buffer("log_table", (table / table.sum(-1, keepdim=True)).log())
+
+    def encode(self, src, src_key_padding_mask=None):
+        return torch.zeros(*src.shape, 1, device=src.device)
+
+    def decode(self, tgt_in, memory, memory_key_padding_mask=None, cache=None):
+        return self.log_table[tgt_in]  # (B, T, V)
+
+
+def test_a_plain_beam_can_end_below_greedy():
+    model, src = MarkovTranslator(), torch.tensor([[3, 4]])
+    for alpha in (0.0, 0.6):
+        greedy, greedy_score = beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=1, alpha=alpha,
+                                              max_new_tokens=6, return_scores=True)
+        beam, beam_score = beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=2, alpha=alpha,
+                                          max_new_tokens=6, return_scores=True)
+        assert greedy[0, :4].tolist() == [SOS, A, D, EOS]
+        assert beam[0, :4].tolist() in ([SOS, B_, F, EOS], [SOS, B_, G, EOS])  # not greedy's path
+        penalty = length_penalty(torch.tensor(3.0), alpha).item()
+        assert greedy_score.item() == pytest.approx(math.log(0.5 * 0.24) / penalty, abs=1e-4)
+        assert beam_score.item() == pytest.approx(math.log(0.26 * 0.5 * 0.9) / penalty, abs=1e-4)
+        assert beam_score.item() < greedy_score.item()
+    # a beam of 3 keeps "c", whose <EOS> (0.24) beats greedy's 0.12
+    assert beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=3)[0, :3].tolist() == [SOS, C_, EOS]
 
 
 def test_kv_cache_gives_the_same_translations():
@@ -85,3 +130,6 @@ def test_length_penalty_and_bad_arguments():
         beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=0)
     with pytest.raises(ValueError, match=r"\(B, T_enc\)"):
         beam_translate(model, src[0], sos_id=SOS, eos_id=EOS)
+    for alpha in (-0.6, float("nan"), float("inf"), "0.6"):
+        with pytest.raises(ValueError, match=r"alpha must be a finite number >= 0"):
+            beam_translate(model, src, sos_id=SOS, eos_id=EOS, beam_size=2, alpha=alpha)

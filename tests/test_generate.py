@@ -152,10 +152,10 @@ class CopyTranslator(nn.Module):
 def test_greedy_translate_stops_at_eos_and_pads_finished_rows():
     model = CopyTranslator()
     src = torch.tensor([[5, 6, 7], [8, 0, 0]])  # the second sentence is padded with 0
-    out = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_len=10)
+    out = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_new_tokens=10)
     assert out.tolist() == [[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]]
-    assert model.calls == 4  # stopped as soon as every row had its <EOS>, not after max_len steps
-    short = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_len=2)
+    assert model.calls == 4  # stopped as soon as every row had its <EOS>, not after max_new_tokens steps
+    short = greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0, max_new_tokens=2)
     assert short.shape == (2, 3)
 
 
@@ -237,7 +237,7 @@ class ConfiguredCopyTranslator(CopyTranslator):
 def test_greedy_translate_stops_at_the_models_max_len_and_reads_its_pad_id():
     src = torch.tensor([[5, 6, 7, 8, 9, 5, 6, 7, 8, 9], [8, 9, 9, 9, 9, 9, 9, 9, 9, 9]])
     model = ConfiguredCopyTranslator(max_len=4, pad_id=9)
-    out = greedy_translate(model, src, sos_id=1, eos_id=2)  # the default max_len=50 is beyond the model's 4
+    out = greedy_translate(model, src, sos_id=1, eos_id=2)  # the default max_new_tokens=50 is beyond the model's 4
     # Row 0: <SOS> then 4 copied tokens, the model's limit. Row 1: its 9s are padding (the model's
     # pad_id), so it copies 8 and ends; its finished row is filled with 9, not 0.
     assert out.tolist() == [[1, 5, 6, 7, 8], [1, 8, 2, 9, 9]]
@@ -245,8 +245,8 @@ def test_greedy_translate_stops_at_the_models_max_len_and_reads_its_pad_id():
         greedy_translate(model, src, sos_id=1, eos_id=2, pad_id=0)
     with pytest.raises(ValueError, match="pass pad_id"):
         greedy_translate(CopyTranslator(), src, sos_id=1, eos_id=2)
-    with pytest.raises(ValueError, match="max_len"):
-        greedy_translate(model, src, sos_id=1, eos_id=2, max_len=-1)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        greedy_translate(model, src, sos_id=1, eos_id=2, max_new_tokens=-1)
 
 
 def test_greedy_translate_without_padding_fills_finished_rows_with_eos():

@@ -253,10 +253,10 @@ def test_translator_computes_cross_attention_keys_once_per_sentence():
         for block in model.decoder.blocks:
             attention_of(block).k_proj.register_forward_hook(
                 lambda module, args, out, name=name: calls.__setitem__(name, calls[name] + 1))
-    out = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_len=10, use_cache=True)
+    out = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_new_tokens=10, use_cache=True)
     steps, n_layers = out.shape[1] - 1, len(model.decoder.blocks)
     assert steps > 1 and calls == {"cross": n_layers, "self": steps * n_layers}
-    assert torch.equal(out, greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_len=10))
+    assert torch.equal(out, greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_new_tokens=10))
 
 
 # --- reduced precision on the CPU ------------------------------------------------------------

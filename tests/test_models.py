@@ -187,7 +187,7 @@ def test_transformer_memorises_a_tiny_batch_and_then_translates_it():
     labels = torch.cat([tgt, torch.full((4, 1), EOS)], dim=1)  # (B, T_dec): target + <EOS>
     step, loss = memorise(model, lambda: sequence_loss(model(src, tgt_in), labels, pad_id=PAD))
     assert loss < 0.1 and step <= 300
-    translated = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_len=12)
+    translated = greedy_translate(model, src, sos_id=SOS, eos_id=EOS, pad_id=PAD, max_new_tokens=12)
     assert torch.equal(translated, torch.cat([tgt_in, torch.full((4, 1), EOS)], dim=1))
 
 
@@ -205,7 +205,7 @@ def test_generation_runs_on_any_device(device):
     again = generate(gpt, prompt, 10, temperature=0.8, top_k=10, top_p=0.9, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
     model = small_transformer().to(device)
-    translated = greedy_translate(model, torch.randint(3, V, (2, 5), device=device), sos_id=SOS, eos_id=EOS, max_len=6)
+    translated = greedy_translate(model, torch.randint(3, V, (2, 5), device=device), sos_id=SOS, eos_id=EOS, max_new_tokens=6)
     assert translated.device.type == device and translated.shape[0] == 2 and translated.shape[1] <= 7
 
 

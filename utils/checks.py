@@ -8,6 +8,8 @@ These checks fail first, with a message naming the argument and what was expecte
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 import torch
@@ -24,6 +26,19 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_number(name: str, value, minimum: float | None = None, maximum: float | None = None) -> float:
+    """``value`` as a finite float in ``[minimum, maximum]``, or a ValueError naming ``name``.
+
+    Bools, strings, NaN and infinities are refused (``1e999`` is infinity in Python).
+    """
+    bounds = "" if minimum is None else f" >= {minimum}"
+    bounds += "" if maximum is None else (" and" if bounds else "") + f" <= {maximum}"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum)):
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
+    return float(value)
 
 
 def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "idx") -> None:

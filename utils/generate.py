@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from utils.checks import check_int
+from utils.checks import check_int, check_number
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -234,7 +234,7 @@ def greedy_translate(
     sos_id: int,
     eos_id: int,
     pad_id: int | None = None,
-    max_len: int = 50,
+    max_new_tokens: int = 50,
     src_key_padding_mask: torch.Tensor | None = None,
     use_cache: bool = False,
 ) -> torch.Tensor:
@@ -243,8 +243,8 @@ def greedy_translate(
     ``model.encode(src, src_key_padding_mask)`` gives the memory (B, T_enc, C) once;
     ``model.decode(tgt_in, memory, memory_key_padding_mask=...)`` gives logits
     (B, T_dec, V) for the target so far. Starts every row with ``sos_id`` and adds
-    the most likely token until each row has produced ``eos_id`` or ``max_len`` new
-    tokens were made, and never more than the model's own ``config.max_len`` (the
+    the most likely token until each row has produced ``eos_id`` or ``max_new_tokens``
+    new tokens were made, and never more than the model's own ``config.max_len`` (the
     longest decoder input it accepts). Returns ids (B, 1 + n) beginning with
     ``<SOS>``; after a row's ``<EOS>`` come padding tokens.
 
@@ -260,10 +260,10 @@ def greedy_translate(
     if not isinstance(src, torch.Tensor) or src.ndim != 2:
         raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(getattr(src, 'shape', ())) or src!r}")
     sos_id, eos_id = check_int("sos_id", sos_id, minimum=0), check_int("eos_id", eos_id, minimum=0)
-    max_len = check_int("max_len", max_len, minimum=0)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "max_len", None) is not None:
-        max_len = min(max_len, config.max_len)  # the decoder input has at most config.max_len tokens
+        max_new_tokens = min(max_new_tokens, config.max_len)  # the decoder reads at most config.max_len
     model_pad_id = getattr(config, "pad_id", None)
     if pad_id is None:
         if config is None or not hasattr(config, "pad_id"):
@@ -284,7 +284,7 @@ def greedy_translate(
         out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
         finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         cache = model.new_cache() if use_cache else None
-        for _ in range(max_len):
+        for _ in range(max_new_tokens):
             if use_cache:  # only the newest token; the earlier ones' keys and values are in the cache
                 logits = model.decode(out[:, -1:], memory, memory_key_padding_mask=src_key_padding_mask, cache=cache)
             else:
@@ -370,11 +370,12 @@ def beam_translate(
     returns its best beam. A live beam that can no longer beat the best ended one
     (its score can only fall to ``sum / length_penalty(max_new_tokens)`` at best)
     ends early: it could never be the answer, and the cut saves most of the steps.
+    That bound needs ``alpha >= 0`` (a penalty that does not shrink with length);
+    a negative ``alpha`` is refused.
 
-    With ``beam_size=1`` this is greedy decoding. A wider beam can, rarely, lose
-    the greedy path and end lower than it (beam search is a heuristic), so the
-    greedy translation is computed as well (1/K of the cost) and kept where it
-    scores higher: a wider beam never scores below greedy.
+    With ``beam_size=1`` this is greedy decoding. A wider beam is a heuristic too:
+    it can drop the greedy path early and end with a lower score than greedy. This is
+    a plain beam search, so that happens, and a comparison with greedy shows it.
 
     Returns ids (B, 1 + n) beginning with ``<SOS>``, ``pad_id`` after each row's
     ``<EOS>``; with ``return_scores=True`` also the scores (B,).
@@ -389,6 +390,8 @@ def beam_translate(
         raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    # the early stop below is exact only when the penalty does not shrink with length
+    alpha = check_number("alpha", alpha, minimum=0)
     config = getattr(model, "config", None)
     if getattr(config, "max_len", None) is not None:
         max_new_tokens = min(max_new_tokens, config.max_len)  # the decoder reads at most max_len tokens
@@ -431,8 +434,8 @@ def beam_translate(
             lengths = candidate_length.gather(1, best)
             ended = ended.gather(1, beam) | (token == eos_id) | log_p_sum.isinf()
             # A live beam's sum of log probabilities can only fall, so its score can never rise
-            # above sum / length_penalty(longest possible): once that is below the best ended
-            # beam's score it can never be chosen, and it stops (for any alpha).
+            # above sum / length_penalty(longest possible) (alpha >= 0): once that is below the
+            # best ended beam's score it can never be chosen, and it stops.
             best_ended = (log_p_sum / length_penalty(lengths, alpha)).masked_fill(~ended, float("-inf")).amax(-1)
             ceiling = log_p_sum / length_penalty(torch.full_like(lengths, max_new_tokens), alpha)
             ended |= ceiling < best_ended[:, None]
@@ -442,16 +445,4 @@ def beam_translate(
         out_scores = scores[torch.arange(B, device=device), top]
     finally:
         model.train(was_training)
-    if K > 1:
-        greedy_out, greedy_scores = beam_translate(
-            model, src, sos_id=sos_id, eos_id=eos_id, pad_id=pad_id, beam_size=1, alpha=alpha,
-            max_new_tokens=max_new_tokens, src_key_padding_mask=src_key_padding_mask, return_scores=True,
-            use_cache=use_cache)
-        use_greedy = greedy_scores > out_scores
-        if use_greedy.any():
-            width = max(out.shape[1], greedy_out.shape[1])
-            out, greedy_out = (torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad_id)
-                               for t in (out, greedy_out))
-            out = torch.where(use_greedy[:, None], greedy_out, out)
-            out_scores = torch.where(use_greedy, greedy_scores, out_scores)
     return (out, out_scores) if return_scores else out
