@@ -13,6 +13,8 @@ as cross-attention. One module serves all three:
   calls :func:`attention` (readable, and the only one that can return weights);
 * :func:`copy_weights_from_torch` — load ``nn.MultiheadAttention``'s weights, so the
   chapters can prove the module equal to PyTorch's.
+* :func:`blockwise_attention` — the same attention over blocks of keys with an online
+  softmax (chapter 13): FlashAttention's idea, never holding the whole (T_q, T_k) matrix.
 
 Masks follow two conventions, each the one its users expect: a ``mask`` given to
 :func:`attention` is **True where a query may attend**; a ``key_padding_mask``
@@ -325,3 +327,33 @@ def copy_weights_from_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttent
     if ours_bias:
         ours.out_proj.bias.copy_(theirs.out_proj.bias)
     return ours
+
+
+def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int = 64) -> torch.Tensor:
+    """``softmax(q kᵀ / √d_k) v`` over blocks of keys with an online softmax, FlashAttention's idea (chapter 13).
+
+    q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v); no mask. Only (T_q, block_size)
+    scores exist at a time: a running maximum ``m``, a running sum of ``exp(score − m)``
+    and a running weighted sum of values are kept per query, and whatever was summed
+    under an older, smaller maximum is rescaled by ``exp(m_old − m_new)`` when a block
+    raises it. The result equals ``F.scaled_dot_product_attention(q, k, v)`` to rounding.
+    """
+    block_size = check_int("block_size", block_size)
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    _check_qkv(q, k, v, None)
+    if k.shape[-2] == 0:
+        raise ValueError("blockwise_attention needs at least one key (T_k = 0)")
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    running_max = q.new_full((*q.shape[:-1], 1), -math.inf)  # (..., T_q, 1)
+    running_sum = q.new_zeros((*q.shape[:-1], 1))  # Σ exp(score − running_max)
+    out = q.new_zeros((*q.shape[:-1], v.shape[-1]))  # Σ exp(score − running_max) · v, (..., T_q, d_v)
+    for start in range(0, k.shape[-2], block_size):
+        scores = q @ k[..., start:start + block_size, :].transpose(-2, -1) * scale  # (..., T_q, block)
+        new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
+        rescale = torch.exp(running_max - new_max)  # < 1 when this block raised the maximum
+        weights = torch.exp(scores - new_max)  # (..., T_q, block), each ≤ 1: no overflow
+        running_sum = running_sum * rescale + weights.sum(dim=-1, keepdim=True)
+        out = out * rescale + weights @ v[..., start:start + block_size, :]
+        running_max = new_max
+    return out / running_sum  # (..., T_q, d_v)
