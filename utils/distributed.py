@@ -16,7 +16,8 @@ place through environment variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 * gives each rank its own part of the data: :func:`split_batches` (a list of
   batches, e.g. the translator's length buckets) and :func:`rank_batch_at`
   (micro-batch ``i`` of rank ``r`` is the single-process micro-batch ``i·N + r``);
-* averages a number over ranks for logging: :func:`mean_over_ranks`;
+* averages a number over ranks for logging: :func:`mean_over_ranks` (a tensor, left on the
+  device: :func:`mean_tensor_over_ranks`);
 * starts N ``gloo`` processes from a notebook or a test, with the same environment
   variables torchrun sets, and returns what each returned: :func:`start_processes`.
 """
@@ -155,6 +156,18 @@ def save_main(obj, path: str | Path) -> None:
 def mean_over_ranks(value: float | torch.Tensor) -> float:
     """The mean of a number over all ranks (e.g. each rank's loss on its part of the batch)."""
     (total,) = sum_over_ranks(float(value))
+    return total / world_size()
+
+
+def mean_tensor_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a scalar tensor over all ranks, left on the device (one all-reduce; the CPU reads nothing).
+
+    In float64, so that it equals :func:`mean_over_ranks` of the same numbers; unchanged when not distributed.
+    """
+    if not is_distributed():
+        return value
+    total = value.detach().double()
+    dist.all_reduce(total)  # sum over ranks
     return total / world_size()
 
 

@@ -253,7 +253,7 @@ class TrainConfig:
     eval_every: int = 100  # evaluate (and checkpoint) every so many steps, and after the last
     seed: int = 1337
     device: str = "auto"  # auto: cuda -> mps -> cpu
-    precision: str = "auto"  # auto: bf16 on GPUs that support it, else fp16 with a GradScaler on CUDA; fp32 on CPU/MPS
+    precision: str = "auto"  # auto: bf16 on CUDA GPUs of compute capability >= 8.0, fp16 + GradScaler below; fp32 on CPU/MPS
     compile: bool = False  # torch.compile the model
 
     def __post_init__(self):
@@ -335,17 +335,21 @@ def decay_groups(model: torch.nn.Module) -> tuple[list[str], list[str]]:
     return decay, no_decay
 
 
-def configure_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter, 2019) with two groups: decay on matrices, none on the rest."""
+def configure_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter, 2019) with two groups: decay on matrices, none on the rest.
+
+    ``fused`` (default: on CUDA) updates every tensor in one kernel, and can be told to skip a step
+    without the CPU reading anything (:meth:`Trainer.train_step`).
+    """
     decay, no_decay = decay_groups(model)
     parameters = dict(model.named_parameters())
     groups = [
         {"params": [parameters[n] for n in decay], "weight_decay": config.weight_decay},
         {"params": [parameters[n] for n in no_decay], "weight_decay": 0.0},
     ]
-    on_cuda = all(p.is_cuda for p in parameters.values())
-    return torch.optim.AdamW(groups, lr=learning_rate(0, config), betas=config.betas,
-                             fused=True if on_cuda else None)
+    if fused is None:
+        fused = all(p.is_cuda for p in parameters.values())
+    return torch.optim.AdamW(groups, lr=learning_rate(0, config), betas=config.betas, fused=fused or None)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -367,16 +371,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+PRECISION_VARIABLE = "LLM_FROM_SCRATCH_PRECISION"  # fp32 | fp16 | bf16 | auto: replaces every run's precision
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` → ``"bf16"`` on a CUDA GPU that supports it, ``"fp16"`` on an older one, ``"fp32"`` elsewhere."""
+    """``"auto"`` → ``"bf16"`` on a CUDA GPU of compute capability 8.0 or more (A100, H100, RTX 30xx...),
+    ``"fp16"`` (with a GradScaler) on an older one (the T4 is 7.5), ``"fp32"`` elsewhere.
+
+    ``torch.cuda.is_bf16_supported()`` is not the test: it also answers True where bf16
+    is only emulated, slowly, as on the T4.
+    """
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.cuda.get_device_capability(device) >= (8, 0) else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision 'fp16' needs a CUDA GPU (it trains with a GradScaler); on {device.type} use "
                          "fp32 or bf16")
     return precision
+
+
+def precision_from_environment(precision: str) -> str:
+    """``precision``, unless the environment variable ``LLM_FROM_SCRATCH_PRECISION`` names another.
+
+    A GPU check forces every chapter's training into one precision with it (e.g. fp16, the T4's).
+    """
+    value = os.environ.get(PRECISION_VARIABLE, "").strip()
+    if not value:
+        return precision
+    if value not in PRECISIONS:
+        raise ValueError(f"{PRECISION_VARIABLE}={value!r}: use one of {', '.join(PRECISIONS)} (or leave it unset)")
+    return value
 
 
 def autocast(device: torch.device, precision: str):
@@ -406,6 +431,7 @@ def default_loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
 CHECKPOINT_FORMAT = "llm-from-scratch checkpoint"
 CHECKPOINT_VERSION = 1
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite steps in a row before training stops
+READ_EVERY = 25  # Trainer: steps between two reads of the losses from the device
 
 
 class CheckpointError(ValueError):
@@ -500,7 +526,12 @@ class Trainer:
         self.config = config
         self.device = distributed.init_from_environment(resolve_device(config.device))  # torchrun: cuda:LOCAL_RANK
         self.distributed = distributed.world_size() > 1
-        self.precision = resolve_precision(config.precision, self.device)
+        precision = precision_from_environment(config.precision)
+        try:
+            self.precision = resolve_precision(precision, self.device)
+        except ValueError as error:
+            set_by = f" ({PRECISION_VARIABLE} is set)" if precision != config.precision else ""
+            raise ValueError(f"{error}{set_by}") from None
         self.model = model.to(self.device)
         self.batch_at = distributed.rank_batch_at(batch_at)  # rank r of N: micro-batches i·N + r
         self.loss_of = loss_of or default_loss_of
@@ -515,6 +546,11 @@ class Trainer:
                                          "skipped": []}
         self.train_seconds = 0.0  # time in training steps, evaluation excluded
         self.eval_seconds = 0.0
+        self.read_every = READ_EVERY  # steps between two reads of the losses on the device (see fit)
+        self._unread: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # (step, loss, grad norm), on device
+        self._skipped_in_a_row = 0
+        self._skipped_now = False
+        self._postfix: dict[str, str] = {}
         self._saved_step: int | None = None
         self.forward_model = self._prepare_model(self.model)
 
@@ -545,8 +581,20 @@ class Trainer:
             self.history.setdefault(name, []).append(value)
         return results
 
-    def train_step(self, step: int) -> tuple[float, float | None]:
-        """One optimizer step from ``accumulation_steps`` micro-batches; returns (loss, gradient norm)."""
+    @property
+    def skips_on_device(self) -> bool:
+        """True with a fused AdamW (on CUDA): a step whose loss is not finite is skipped by the optimizer itself,
+        told by a flag on the device, so the CPU never waits for the GPU to know the loss."""
+        return bool(self.optimizer.defaults.get("fused"))
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step from ``accumulation_steps`` micro-batches; returns (loss, gradient norm).
+
+        Both are tensors on the device, not read here: reading a GPU value (``.item()``,
+        ``float()``) makes the CPU wait until the GPU has finished, and the GPU then
+        waits for the CPU to send the next step. :meth:`fit` reads them every
+        ``read_every`` steps, together.
+        """
         c = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(step, c)
@@ -559,62 +607,95 @@ class Trainer:
                     loss = self.loss_of(self.forward_model, batch) / c.accumulation_steps
                 self.scaler.scale(loss).backward()  # gradients add up over the micro-batches
             total += loss.detach().float()
-        value = distributed.mean_over_ranks(total)  # every rank then skips, or steps, alike
+        total = distributed.mean_tensor_over_ranks(total)  # every rank then skips, or steps, alike
         grad_norm = None
-        if math.isfinite(value):
+        # On the CPU, reading the loss costs nothing (no device to wait for): a non-finite step is skipped here.
+        self._skipped_now = not self.skips_on_device and not math.isfinite(total.item())
+        if not self._skipped_now:
             if c.grad_clip is not None:
                 self.scaler.unscale_(self.optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip).item()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            if self.skips_on_device and not self.scaler.is_enabled():
+                self.optimizer.found_inf = (~torch.isfinite(total)).float()  # 1: the fused kernel changes nothing
+                self.optimizer.step()
+                del self.optimizer.found_inf
+            else:  # fp16: the GradScaler skips a step whose gradients are not finite (on the device when fused)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return value, grad_norm
+        return total, grad_norm
+
+    def read_history(self) -> None:
+        """Read the losses and gradient norms of the steps since the last read (one transfer) into the history.
+
+        A step whose loss is not finite is listed in ``history["skipped"]`` and warned
+        about; ``MAX_SKIPPED_IN_A_ROW`` of them in a row stop training.
+        """
+        if not self._unread:
+            return
+        h, unread, self._unread = self.history, self._unread, []
+        nan = torch.full((), math.nan, device=self.device)
+        values = torch.stack([torch.stack((loss.double(), (nan if norm is None else norm).double()))
+                              for _, loss, norm in unread]).tolist()  # the one read: (steps, 2)
+        for (step, _, norm), (loss, grad_norm) in zip(unread, values):
+            finite = math.isfinite(loss)
+            if finite:
+                self._skipped_in_a_row = 0
+            else:
+                h["skipped"].append(step)
+                self._skipped_in_a_row += 1
+                warnings.warn(f"step {step}: the loss is {loss}; the step was skipped (no weight changed)",
+                              stacklevel=3)
+            h["step"].append(step)
+            h["train_loss"].append(loss)
+            h["lr"].append(learning_rate(step, self.config))
+            h["grad_norm"].append(grad_norm if finite and norm is not None else None)
+            if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise FloatingPointError(
+                    f"step {step}: the loss was not finite in {self._skipped_in_a_row} steps in a row (last {loss}); "
+                    "training stopped. Look for batches whose targets are all padding, or lower the learning rate"
+                )
+        self._postfix["loss"] = f"{h['train_loss'][-1]:.3f}"
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def fit(self, until: int | None = None) -> dict[str, list]:
         """Train from ``self.step`` to ``config.steps`` (or only to step ``until``, as if interrupted there).
 
         Returns the history (also kept in ``self.history``). With ``out_dir``, a
-        checkpoint is written after each evaluation and when ``fit`` returns.
+        checkpoint is written after each evaluation and when ``fit`` returns. The
+        losses are read from the device every ``read_every`` steps, at each
+        evaluation and at the end (on the CPU also at once after a skipped step).
         """
-        c, h = self.config, self.history
+        c = self.config
         end = c.steps if until is None else until
         if isinstance(end, bool) or not isinstance(end, int) or not self.step <= end <= c.steps:
             raise ValueError(f"until must be an integer step from {self.step} to steps={c.steps}, got {until!r}")
         self.model.train()
         hide = {} if self.is_main else {"disable": True}
         bar = progress(range(self.step, end), initial=self.step, total=c.steps, desc="training", **hide)
-        skipped_in_a_row = 0
+        self._synchronize()
+        started = time.perf_counter()
         for step in bar:
-            start = time.perf_counter()
             loss, grad_norm = self.train_step(step)
-            self.train_seconds += time.perf_counter() - start
             self.step = step + 1
-            if math.isfinite(loss):
-                skipped_in_a_row = 0
-            else:
-                h["skipped"].append(step)
-                skipped_in_a_row += 1
-                warnings.warn(f"step {step}: the loss is {loss}; the step was skipped (no weight changed)",
-                              stacklevel=2)
-                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                    raise FloatingPointError(
-                        f"step {step}: the loss was not finite in {skipped_in_a_row} steps in a row (last {loss}); "
-                        "training stopped. Look for batches whose targets are all padding, or lower the learning rate"
-                    )
-            h["step"].append(step)
-            h["train_loss"].append(loss)
-            h["lr"].append(learning_rate(step, c))
-            h["grad_norm"].append(grad_norm)
-            postfix = {"loss": f"{loss:.3f}"}
-            if self.evaluate is not None and (self.step % c.eval_every == 0 or self.step == c.steps):
-                self.run_evaluation()
-                self._save_checkpoint()
-            if "val_loss" in h and h["val_loss"]:
-                postfix["val"] = f"{h['val_loss'][-1]:.3f}"
-            bar.set_postfix(postfix, refresh=False)
+            self._unread.append((step, loss, grad_norm))
+            evaluating_now = self.evaluate is not None and (self.step % c.eval_every == 0 or self.step == c.steps)
+            if evaluating_now or self._skipped_now or len(self._unread) >= self.read_every or self.step == end:
+                self._synchronize()
+                self.train_seconds += time.perf_counter() - started
+                self.read_history()
+                if evaluating_now:
+                    self.run_evaluation()
+                    self._save_checkpoint()
+                    self._postfix["val"] = f"{self.history['val_loss'][-1]:.3f}"
+                bar.set_postfix(self._postfix, refresh=False)
+                started = time.perf_counter()
         bar.close()
         self._save_checkpoint()
-        return h
+        return self.history
 
     def fit_for(self, seconds: float, replan_every: int = 100) -> dict[str, list]:
         """Train for about ``seconds`` of wall-clock time, evaluations and checkpoints included.
@@ -654,7 +735,7 @@ class Trainer:
     def state(self) -> dict:
         """Everything a checkpoint holds (tensors, numbers, strings, lists and dicts only)."""
         rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
+        if self.device.type == "cuda":  # never on a CPU run: CUDA would be initialised (chapter 14 forks CPU ranks)
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "format": CHECKPOINT_FORMAT,
@@ -699,7 +780,7 @@ class Trainer:
         rng = checkpoint.get("rng", {})
         if "cpu" in rng:
             torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        if "cuda" in rng and self.device.type == "cuda" and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
         return self
 
