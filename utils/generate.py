@@ -16,7 +16,9 @@ runs it for the encoder–decoder Transformer, stopping at ``<EOS>``. With
 ``use_cache=True`` both loops keep each layer's keys and values between steps (the
 KV cache of chapter 13) and feed the model only the newest token.
 Filters set the logits of excluded tokens to ``-inf``, so softmax gives them
-probability exactly 0. Everything runs on whatever device the logits live on.
+probability exactly 0. The decoding loops take the device from the model
+(:func:`model_device`): ids built on the CPU may be handed to a model on a GPU, and
+the result stays on the model's device.
 Temperature, filters and softmax work in float32 (top-p's running sum in float64)
 whatever the logits' dtype: in half precision (a GPU under autocast) ``logits / 1e-4``
 overflows and a running sum of probabilities is off by a percent, so fp16 and bf16
@@ -30,6 +32,14 @@ import math
 import torch
 
 from utils.checks import check_int, check_number
+
+
+def model_device(model, default: torch.device | str | None = None) -> torch.device:
+    """The device of the model's first parameter (or buffer); ``default`` (else the CPU) without any."""
+    for tensors in (getattr(model, "parameters", None), getattr(model, "buffers", None)):
+        for tensor in tensors() if tensors is not None else ():
+            return tensor.device
+    return torch.device(default if default is not None else "cpu")
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -190,6 +200,7 @@ def generate(
     _check_sampling(temperature, top_k, top_p)
     if use_cache and (block_size is None or not hasattr(model, "new_cache")):
         raise ValueError("use_cache=True needs a model with new_cache() and a block_size (e.g. utils.models.GPT)")
+    idx = idx.to(model_device(model, idx.device))  # a prompt built on the CPU, a model on the GPU
     was_training = model.training
     model.eval()
     try:
@@ -274,6 +285,10 @@ def greedy_translate(
                          "leave pad_id out to use the model's")
     if pad_id is not None:
         pad_id = check_int("pad_id", pad_id, minimum=0)
+    device = model_device(model, src.device)  # a batch built on the CPU, a model on the GPU
+    src = src.to(device)
+    if src_key_padding_mask is not None:
+        src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None and pad_id is not None:
         src_key_padding_mask = src == pad_id  # (B, T_enc), True at padding
     fill_id = eos_id if pad_id is None else pad_id  # what finished rows get
@@ -281,8 +296,8 @@ def greedy_translate(
     model.eval()
     try:
         memory = model.encode(src, src_key_padding_mask=src_key_padding_mask)  # (B, T_enc, C)
-        out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=src.device)  # (B, 1)
-        finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        out = torch.full((src.shape[0], 1), sos_id, dtype=torch.long, device=device)  # (B, 1)
+        finished = torch.zeros(src.shape[0], dtype=torch.bool, device=device)
         cache = model.new_cache() if use_cache else None
         for _ in range(max_new_tokens):
             if use_cache:  # only the newest token; the earlier ones' keys and values are in the cache
@@ -324,8 +339,12 @@ def translation_scores(
     The sum of log p(token) over the tokens up to and including each row's first
     ``<EOS>`` (all n when it has none), divided by :func:`length_penalty` of that
     count: the quantity :func:`beam_translate` maximises. Computed by teacher
-    forcing, independently of any search. Returns (B,).
+    forcing, independently of any search. Returns (B,), on the model's device.
     """
+    device = model_device(model, src.device)
+    src, out = src.to(device), out.to(device)
+    if src_key_padding_mask is not None:
+        src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None:
         src_key_padding_mask = src == pad_id  # (B, T_enc)
     was_training = model.training
@@ -378,7 +397,7 @@ def beam_translate(
     a plain beam search, so that happens, and a comparison with greedy shows it.
 
     Returns ids (B, 1 + n) beginning with ``<SOS>``, ``pad_id`` after each row's
-    ``<EOS>``; with ``return_scores=True`` also the scores (B,).
+    ``<EOS>``, on the model's device; with ``return_scores=True`` also the scores (B,).
 
     ``use_cache=True`` keeps each decoder layer's keys and values (chapter 13's KV
     cache) and feeds only the newest token; after each step the cache rows follow
@@ -395,9 +414,13 @@ def beam_translate(
     config = getattr(model, "config", None)
     if getattr(config, "max_len", None) is not None:
         max_new_tokens = min(max_new_tokens, config.max_len)  # the decoder reads at most max_len tokens
+    device = model_device(model, src.device)  # a batch built on the CPU, a model on the GPU
+    src = src.to(device)
+    if src_key_padding_mask is not None:
+        src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None:
         src_key_padding_mask = src == pad_id  # (B, T_enc), True at padding
-    B, K, device = src.shape[0], beam_size, src.device
+    B, K = src.shape[0], beam_size
     was_training = model.training
     model.eval()
     try:

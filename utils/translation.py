@@ -280,7 +280,7 @@ def translate(
             src[row, : len(encoded[i])] = torch.tensor(encoded[i])
         ids = beam_translate(model, src.to(device), sos_id=tokenizer.sos_id, eos_id=tokenizer.eos_id,
                              pad_id=tokenizer.pad_id, beam_size=beam_size, alpha=alpha,
-                             max_new_tokens=T * 3 // 2 + extra_tokens, use_cache=True)
+                             max_new_tokens=T * 3 // 2 + extra_tokens, use_cache=True).cpu()  # one copy
         for row, i in enumerate(chunk):
             text = tokenizer.decode(strip_translation(ids[row].tolist(), tokenizer), skip_specials=True)
             out[i] = text.strip()
