@@ -22,10 +22,28 @@ import torch
 SEED = 1337
 ROOT = Path(__file__).resolve().parent.parent
 
-# What the chapters import beyond the standard library, as pip names. Colab
-# ships all of them today; the list guards against that changing. torch is left
-# out on purpose: Colab's build matches its GPU driver and must not be replaced.
-NOTEBOOK_PACKAGES = {"numpy": "numpy", "matplotlib": "matplotlib", "tqdm": "tqdm"}
+# Every module outside the standard library that a chapter or ``utils`` imports is in
+# exactly one of two lists (tests/test_environment.py parses every import to hold it).
+#
+# 1. What Colab preinstalls and the setup itself needs: ``import utils`` imports them
+#    before anything could be installed. torch above all must never be installed over:
+#    Colab's build matches its GPU driver. Written down on COLAB_CHECKED from what every
+#    Colab image is built around (the Jupyter kernel, PyTorch, NumPy, matplotlib); it was
+#    not compared with a live Colab runtime that day (no internet access).
+COLAB_CHECKED = "2026-12-02"
+COLAB_PREINSTALLED = {
+    "torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "IPython": "ipython",
+    "matplotlib_inline": "matplotlib-inline", "packaging": "packaging",  # matplotlib needs packaging
+}
+# 2. Everything else, as import name -> pip name: installed by the setup cell where it is
+#    missing or older than requirements.txt allows (Colab may ship an older release).
+NOTEBOOK_PACKAGES = {
+    "tqdm": "tqdm",
+    "sacrebleu": "sacrebleu",  # chapter 12's reference BLEU
+    # chapters 15-17: today's models, real weights, instruction tuning
+    "transformers": "transformers", "safetensors": "safetensors", "huggingface_hub": "huggingface_hub",
+    "tiktoken": "tiktoken", "regex": "regex", "peft": "peft",
+}
 
 SETUP_CELL_TEMPLATE = '''\
 # Setup: the same first cell in every chapter (see utils/environment.py).
@@ -68,12 +86,60 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def requirement(pip_name: str, requirements: Path = ROOT / "requirements.txt") -> str:
+    """``pip_name`` with the version range requirements.txt gives it (the bare name if none)."""
+    if requirements.is_file():
+        for line in requirements.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            name = re.split(r"[<>=!~ \[;]", line, maxsplit=1)[0]
+            if name and _normalise(name) == _normalise(pip_name):
+                return line
+    return pip_name
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_version(pip_name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(pip_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _satisfies(pip_name: str, wanted: str) -> bool:
+    """Whether the installed release is inside ``wanted``'s range (True when it cannot tell)."""
+    from packaging.requirements import Requirement
+
+    version = installed_version(pip_name)
+    return version is None or Requirement(wanted).specifier.contains(version, prereleases=True)
+
+
 def install_missing(packages: dict[str, str] = NOTEBOOK_PACKAGES) -> list[str]:
-    """pip-install the packages (import name -> pip name) that cannot be imported."""
-    missing = [pip_name for module, pip_name in packages.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
-    return missing
+    """pip-install the packages (import name -> pip name) that are missing or too old.
+
+    The version range is requirements.txt's. A package already imported in this
+    session cannot be replaced under it: it is reported (restart the session) instead.
+    Returns the requirements installed.
+    """
+    wanted = []
+    for module, pip_name in packages.items():
+        spec = requirement(pip_name)
+        if importlib.util.find_spec(module) is None:
+            wanted.append(spec)
+        elif not _satisfies(pip_name, spec):
+            if module in sys.modules:
+                print(f"{pip_name} {installed_version(pip_name)} is imported but the book needs {spec}: "
+                      f"run `pip install '{spec}'` and restart the session")
+            else:
+                wanted.append(spec)
+    if wanted:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *wanted], check=True)
+    return wanted
 
 
 def seed_everything(seed: int = SEED) -> None:
