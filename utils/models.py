@@ -416,3 +416,16 @@ def init_gpt2_(model: GPT, std: float = 0.02) -> GPT:
         nn.init.normal_(block.self_attention.out_proj.weight, std=residual_std)
         nn.init.normal_(block.feed_forward.linear2.weight, std=residual_std)
     return model
+
+
+def __getattr__(name: str):
+    """``utils.models.Llama`` and ``utils.models.LlamaConfig``: chapter 15's model, kept in :mod:`utils.modern`.
+
+    Looked up on first use rather than imported at the top, so that :mod:`utils.modern`
+    (a later chapter) may import from this module without an import cycle.
+    """
+    if name in ("Llama", "LlamaConfig"):
+        from utils import modern
+
+        return getattr(modern, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

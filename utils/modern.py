@@ -50,7 +50,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     half = x.dtype in (torch.float16, torch.bfloat16)
     h = x.float() if half else x
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)  # (..., C): root mean square 1
-    return weight * (h.to(x.dtype) if half else h)
+    return (weight * h).to(x.dtype) if half else weight * h
 
 
 class RMSNorm(nn.Module):
