@@ -56,6 +56,9 @@ DATASETS: dict[str, DataFile] = {
                  "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8"),
         DataFile("multi30k/test_2016_flickr.en.gz", _MULTI30K + "test_2016_flickr.en.gz",
                  "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9"),
+        # GPT-2's byte-level BPE vocabulary (tiktoken's r50k_base: one "base64 rank" line per token; chapter 16)
+        DataFile("gpt2/r50k_base.tiktoken", "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
+                 "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
     ]
 }
 

@@ -429,10 +429,10 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return merged
 
 
-def _chunk_table(text: str | Iterable[str]) -> tuple[list[list[int]], list[int]]:
-    """Each distinct chunk as a list of byte values, and how often it occurs."""
+def _chunk_table(text: str | Iterable[str], split=split_chunks) -> tuple[list[list[int]], list[int]]:
+    """Each distinct chunk (cut by ``split``) as a list of byte values, and how often it occurs."""
     texts = _as_texts(text)
-    counts = Counter(chunk for t in texts for chunk in split_chunks(t))
+    counts = Counter(chunk for t in texts for chunk in split(t))
     try:
         return [list(chunk.encode("utf-8")) for chunk in counts], list(counts.values())
     except UnicodeEncodeError:  # rare: find the text and the position of the lone surrogate
@@ -463,16 +463,17 @@ def train_bpe_naive(text: str | Iterable[str], n_merges: int) -> list[tuple[int,
     return merges
 
 
-def train_bpe(text: str | Iterable[str], n_merges: int) -> list[tuple[int, int]]:
+def train_bpe(text: str | Iterable[str], n_merges: int, *, split=split_chunks) -> list[tuple[int, int]]:
     """BPE training, fast: the same merges as :func:`train_bpe_naive`, in a fraction of the time.
 
-    Three ideas: train over *distinct* chunks weighted by their counts; keep the pair
+    ``split`` is the pre-tokenizer, a function text -> chunks (chapter 16 trains with
+    GPT-2's, :func:`split_gpt2_chunks`). Three ideas: train over *distinct* chunks weighted by their counts; keep the pair
     counts and an index pair -> chunks containing it, and after a merge update only
     the chunks that contained the merged pair; find the most frequent pair with a
     heap whose out-of-date entries are skipped when popped.
     """
     n_merges = check_int("n_merges", n_merges, minimum=0)
-    words, counts = _chunk_table(text)
+    words, counts = _chunk_table(text, split)
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks that hold it
     for w, (word, n) in enumerate(zip(words, counts)):
@@ -637,6 +638,252 @@ def benchmark(vocab_size: int = 512) -> list[tuple[str, float]]:
         raise AssertionError("the fast trainer must give the naive merges, and decode(encode(text)) the text")
     times.append((f"({len(text):,} characters -> {len(ids):,} tokens, {len(text) / len(ids):.3f} characters/token)", 0.0))
     return times
+
+
+# --- GPT-2's tokenizer (chapter 16) ----------------------------------------------------
+#
+# GPT-2 (Radford et al., 2019) is a byte-level BPE like BPETokenizer, with three
+# differences chapter 16 takes in turn:
+# * its pre-tokenizer, GPT2_PATTERN, names Unicode classes (\p{L} letters, \p{N}
+#   numbers), which Python's `re` lacks: it needs the `regex` package;
+# * its vocabulary file (tiktoken's format, "base64-of-the-bytes rank" per line)
+#   stores each token's bytes and rank, not the pair that made it: a merge is found
+#   by joining two neighbours' bytes and looking the result up;
+# * one special token, <|endoftext|> (id 50256), which separates documents.
+# Ranks 0..255 are the 256 single bytes in the order of GPT-2's byte-to-unicode
+# table (bytes_to_unicode), which gives every byte a printable stand-in ("Ġ" for a
+# space) so that a token can be shown, or stored in a JSON vocabulary, as text.
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+END_OF_TEXT = "<|endoftext|>"
+END_OF_TEXT_ID = 50256
+GPT2_RANKS_FILE = "gpt2/r50k_base.tiktoken"  # a name in utils.data.DATASETS
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table: each byte value → one printable character, in GPT-2's order.
+
+    The 188 bytes that print as themselves ("!".."~", "¡".."¬", "®".."ÿ") come first
+    and keep their character; the other 68 (control bytes, space, ...) follow in
+    byte order and get ``chr(256 + n)``: space (32) is "Ġ", newline (10) is "Ċ".
+    The dictionary's order is the order of ranks 0..255 in GPT-2's vocabulary.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    for n, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + n)
+    return table
+
+
+def _gpt2_regex(pattern: str = GPT2_PATTERN):
+    import regex  # the `regex` package: Python's `re` has no \p{L}
+
+    return regex.compile(pattern)
+
+
+def split_gpt2_chunks(text: str) -> list[str]:
+    """GPT-2's pre-tokenizer: the chunks of ``text`` that merges never cross; they join back to ``text``."""
+    return _gpt2_regex().findall(text)
+
+
+def read_ranks(path: str | Path) -> dict[bytes, int]:
+    """A tiktoken ranks file (``base64-of-the-bytes rank`` per line) → {token bytes: rank}.
+
+    The ranks must be 0, 1, ..., n - 1, each once, and the 256 single bytes must be
+    among the tokens (then every text can be encoded); anything else is a ValueError
+    naming the file and the line.
+    """
+    import base64
+    import binascii
+
+    ranks: dict[bytes, int] = {}
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as error:
+        raise ValueError(f"cannot read the ranks file {path}: {error.strerror or error}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            if len(fields) != 2:
+                raise ValueError(f"expected 'base64 rank', got {len(fields)} field(s)")
+            token, rank = base64.b64decode(fields[0], validate=True), int(fields[1])
+        except (ValueError, binascii.Error) as error:
+            raise ValueError(f"{path}, line {number}: not a tiktoken ranks line ({error}): {line[:60]!r}") from None
+        if token in ranks:
+            raise ValueError(f"{path}, line {number}: the token {token!r} already has rank {ranks[token]}")
+        ranks[token] = rank
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise ValueError(f"{path}: the ranks of its {len(ranks):,} tokens are not 0..{len(ranks) - 1}, each once")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} single bytes have no rank (the first: {missing[0]}); "
+                         "a byte-level vocabulary needs all 256")
+    return ranks
+
+
+def merges_to_ranks(merges: Iterable[tuple[int, int]]) -> dict[bytes, int]:
+    """Chapter 01's merges (byte ids 0..255, merge i makes id 256 + i) as tiktoken ranks {bytes: id}."""
+    token_bytes = BPETokenizer(merges).token_bytes
+    ranks = {token: i for i, token in enumerate(token_bytes)}
+    if len(ranks) != len(token_bytes):
+        token = next(t for t in token_bytes if token_bytes.count(t) > 1)
+        raise ValueError(f"two merges make the same bytes {token!r}; a ranks file can hold one of them only")
+    return ranks
+
+
+class GPT2Tokenizer:
+    """Byte-level BPE over a ranks file, as GPT-2 encodes (chapter 16): ``encode(str) -> list[int]``, ``decode``.
+
+    ``ranks`` maps each token's bytes to its rank, which is also its id (tiktoken's
+    format; :func:`read_ranks`); ``pattern`` is the pre-tokenizer; ``special_tokens``
+    maps texts such as ``"<|endoftext|>"`` to ids after the ranks.
+
+    Encoding a chunk starts from its single bytes and, again and again, joins the
+    neighbouring pair whose joined bytes have the lowest rank (the leftmost, on a tie),
+    until no joined pair is a token. A chunk that is itself a token is one id at once,
+    and every chunk's ids are kept in a cache: Tiny Shakespeare's 297,833 chunks are
+    15,057 distinct ones, so the merging runs 15,057 times.
+
+    ``encode`` never reads special tokens out of the text (as chapter 01's
+    tokenizers; the text "<|endoftext|>" is ordinary characters, tiktoken's
+    ``encode_ordinary``), unless ``allowed_special=True`` (tiktoken's
+    ``encode(text, allowed_special="all")``). ``decode(encode(s)) == s`` for every
+    string ``s`` of Unicode characters; a lone surrogate (``"\\ud800"``) has no
+    UTF-8 bytes and raises a ValueError naming its position (tiktoken replaces it by
+    U+FFFD). Decoding ids that split a character's bytes shows U+FFFD (�) for them.
+    """
+
+    CACHE_SIZE = 100_000  # distinct chunks kept; the cache starts afresh when full
+
+    def __init__(self, ranks: dict[bytes, int], pattern: str = GPT2_PATTERN,
+                 special_tokens: dict[str, int] | None = None):
+        self.ranks = dict(ranks)
+        if sorted(self.ranks.values()) != list(range(len(self.ranks))):
+            raise ValueError(f"the ranks of the {len(self.ranks):,} tokens must be 0..{len(self.ranks) - 1}, each once")
+        self.token_bytes = sorted(self.ranks, key=self.ranks.__getitem__)  # id -> bytes
+        missing = [b for b in range(256) if bytes([b]) not in self.ranks]
+        if missing:
+            raise ValueError(f"{len(missing)} single bytes have no rank (the first: {missing[0]}); all 256 are needed")
+        self.special_tokens = dict(special_tokens or {})
+        for text, i in self.special_tokens.items():
+            if not isinstance(text, str) or check_int(f"the id of {text!r}", i) < len(self.ranks):
+                raise ValueError(f"special token {text!r} has id {i}, which belongs to an ordinary token "
+                                 f"(ranks 0..{len(self.ranks) - 1})")
+        self.special_text = {i: text for text, i in self.special_tokens.items()}
+        if len(self.special_text) != len(self.special_tokens):
+            raise ValueError(f"two special tokens share an id: {self.special_tokens}")
+        self.vocab_size = max([len(self.ranks) - 1, *self.special_text]) + 1
+        self.pattern = pattern
+        self._chunks = _gpt2_regex(pattern)
+        self._specials = None
+        if self.special_tokens:
+            import regex
+
+            longest_first = sorted(self.special_tokens, key=len, reverse=True)
+            self._specials = regex.compile("|".join(regex.escape(text) for text in longest_first))
+        self._cache: dict[str, list[int]] = {}
+
+    def merge(self, chunk: bytes) -> list[int]:
+        """The ids of one chunk's bytes: join the lowest-ranked neighbouring pair until none is a token."""
+        ranks = self.ranks
+        rank = ranks.get(chunk)
+        if rank is not None:
+            return [rank]  # the chunk is a token: most chunks of real text are
+        parts = [chunk[i:i + 1] for i in range(len(chunk))]
+        never = len(ranks)  # "no such token": above every rank
+        pair_ranks = [ranks.get(a + b, never) for a, b in zip(parts, parts[1:])]  # pair i = parts i and i + 1
+        while pair_ranks:
+            best = min(pair_ranks)
+            if best == never:
+                break
+            i = pair_ranks.index(best)  # the leftmost pair with the lowest rank
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+            del pair_ranks[i]  # only the two pairs next to the new part change
+            if i > 0:
+                pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], never)
+            if i < len(pair_ranks):
+                pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], never)
+        return [ranks[part] for part in parts]
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        cache, ids = self._cache, []
+        try:
+            for chunk in self._chunks.findall(text):
+                chunk_ids = cache.get(chunk)
+                if chunk_ids is None:
+                    if len(cache) >= self.CACHE_SIZE:
+                        cache.clear()
+                    chunk_ids = cache[chunk] = self.merge(chunk.encode("utf-8"))
+                ids += chunk_ids
+        except UnicodeEncodeError:  # a lone surrogate: name its position in the text
+            _utf8(text)
+            raise
+        return ids
+
+    def encode(self, text: str, *, allowed_special: bool = False) -> list[int]:
+        """The token ids of ``text``; with ``allowed_special``, "<|endoftext|>" in the text is id 50256."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a string, got {type(text).__name__}")
+        if not (allowed_special and self._specials):
+            return self._encode_ordinary(text)
+        ids, start = [], 0
+        for match in self._specials.finditer(text):
+            ids += self._encode_ordinary(text[start:match.start()])
+            ids.append(self.special_tokens[match.group()])
+            start = match.end()
+        return ids + self._encode_ordinary(text[start:])
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes that token ids stand for (special tokens as their text's UTF-8)."""
+        if hasattr(ids, "tolist"):  # a tensor or an array of ids
+            ids = ids.tolist()
+        ids = [i if type(i) is int else _token_id(i, position) for position, i in enumerate(ids)]
+        token_bytes, n = self.token_bytes, len(self.token_bytes)
+        try:
+            return b"".join(token_bytes[i] if 0 <= i < n else self.special_text[i].encode("utf-8") for i in ids)
+        except KeyError:
+            position, i = next((p, i) for p, i in enumerate(ids)
+                               if not (0 <= i < n or i in self.special_text))
+            raise ValueError(f"token id {i} at position {position} is not an id of this tokenizer "
+                             f"(0..{n - 1} and the special {sorted(self.special_text)})") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of token ids; bytes that do not form whole characters show as U+FFFD (�)."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token(self, i: int) -> str:
+        """Token ``i`` written with GPT-2's printable byte stand-ins, e.g. "Ġthe" for " the"."""
+        table = bytes_to_unicode()
+        if check_int("token id", i) in self.special_text:
+            return self.special_text[i]
+        if not 0 <= i < len(self.token_bytes):
+            raise ValueError(f"token id {i} is not in [0, {self.vocab_size}), the ids of this tokenizer")
+        return "".join(table[b] for b in self.token_bytes[i])
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"GPT2Tokenizer(vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
+
+
+_GPT2_TOKENIZER: GPT2Tokenizer | None = None
+
+
+def gpt2_tokenizer() -> GPT2Tokenizer:
+    """GPT-2's tokenizer: r50k_base's 50,256 ranks (fetched and checked by :mod:`utils.data`) and <|endoftext|>.
+
+    Made once per process and shared (its chunk cache too).
+    """
+    global _GPT2_TOKENIZER
+    if _GPT2_TOKENIZER is None:
+        from utils.data import fetch
+
+        ranks = read_ranks(fetch(GPT2_RANKS_FILE))
+        _GPT2_TOKENIZER = GPT2Tokenizer(ranks, GPT2_PATTERN, {END_OF_TEXT: END_OF_TEXT_ID})
+    return _GPT2_TOKENIZER
 
 
 if __name__ == "__main__":
