@@ -18,7 +18,9 @@ depend on their values):
 * the GPU preset's shape (6 blocks, C = 384, ``block_size=256``; ``--no-gpu-shape``
   skips it, it is the slowest row on a CPU).
 
-``--checkpoint`` adds a row for a model trained by ``python -m utils.train gpt``.
+Every timing is :func:`utils.profiling.time_call`'s: on a GPU the queued work is
+waited for before the clock stops. ``--checkpoint`` adds a row for a model trained by
+``python -m utils.train gpt``.
 Prints a table and the machine's load, since a busy machine inflates every figure
 (compare the ratios).
 """
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
 from utils.generate import generate
 from utils.models import GPT, GPTConfig
+from utils.profiling import time_call
 from utils.shakespeare import PRESETS, model_from_checkpoint
 from utils.train import CheckpointError, resolve_device
 
@@ -43,15 +45,11 @@ VOCAB_SIZE = 65  # Tiny Shakespeare's characters
 
 def time_generation(model: GPT, tokens: int, batch_size: int, use_cache: bool, device,
                     packed: bool = True) -> tuple[float, torch.Tensor]:
+    """Seconds to generate ``tokens`` tokens (the GPU's queued work waited for) and the ids."""
     prompt = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     generate(model, prompt, 5, temperature=0, use_cache=use_cache, packed=packed)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = generate(model, prompt, tokens, temperature=0, use_cache=use_cache, packed=packed)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
+    return time_call(lambda: generate(model, prompt, tokens, temperature=0, use_cache=use_cache, packed=packed),
+                     device)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -7,7 +7,9 @@ tensors to be on the same device") cannot happen there. Inside
 they hold real CPU data (so every computation and ``.item()`` works as on the CPU)
 and report ``device='meta'``; an operation mixing them with CPU tensors that are
 not 0-d scalars raises the error a GPU run raises. ``model.to("meta")`` moves a
-model to the pretend device; ``.cpu()`` brings a tensor back.
+model to the pretend device, ``tensor.to("meta")`` a tensor (``torch.tensor(...,
+device="meta")`` makes a real meta tensor, which holds no data); ``.cpu()`` brings a
+tensor back.
 """
 
 from __future__ import annotations

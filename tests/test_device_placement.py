@@ -101,3 +101,39 @@ def test_translate_and_the_heatmaps_take_tensors_from_the_models_device():
         heatmap(weights[0])
         figure = attention_heatmaps(weights, list("abcd"), list("xyz"))
     assert len(figure.axes) == 3  # two heads and the colour bar
+
+
+def test_forward_passes_read_nothing_back_from_the_device():
+    """check_token_ids must not .item() a GPU tensor at every forward: a host sync per step."""
+    from utils.models import PackedGPT
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=8, C=16, n_heads=2, n_layers=1)).eval()
+    model = translator()
+    reads = []
+    with pretend_device(log=reads) as device:
+        gpt.to(device), model.to(device)
+        ids = torch.tensor([[3, 4, 5]]).to(device)
+        gpt(ids)
+        packed, cache = PackedGPT(gpt), gpt.new_cache()
+        packed(ids, cache=cache), packed(ids[:, :1], cache=cache)  # the prompt, then a cached step
+        memory = model.encode(ids)
+        model.decode(ids, memory)
+        assert reads == []
+        ids.max().item()  # the log does see a read
+        assert len(reads) == 1
+
+
+def test_ids_are_checked_on_the_cpu_before_they_go_to_the_model():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=8, C=16, n_heads=2, n_layers=1)).eval()
+    model = translator()
+    with pretend_device() as device:
+        gpt.to(device), model.to(device)
+        with pytest.raises(ValueError, match=r"idx holds token id 30 .* vocab_size V=30"):
+            generate(gpt, torch.tensor([[3, 30]]), 2)
+        for decode in (greedy_translate, beam_translate):
+            with pytest.raises(ValueError, match=r"src holds token id -1 .* V=20"):
+                decode(model, torch.tensor([[3, -1]]), sos_id=SOS, eos_id=EOS)
+    with pytest.raises(ValueError, match=r"idx holds token id 30"):  # on the CPU the model checks
+        gpt(torch.tensor([[3, 30]]))

@@ -59,3 +59,33 @@ def test_operator_calls_counts_every_aten_event():
             torch.add(a, b)
         torch.mul(a, b)
     assert operator_calls(profile) == 5  # 4 adds and a mul, nothing nested
+
+
+def test_timed_waits_for_the_gpu_before_and_after_and_never_starts_cuda(monkeypatch):
+    from utils import profiling
+
+    syncs = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: syncs.append("sync"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+
+    def work():
+        syncs.append("work")
+        return 42
+
+    with profiling.timed("cuda") as timing:
+        work()
+    assert syncs == ["sync", "work", "sync"] and timing.seconds >= 0
+    syncs.clear()
+    seconds, result = profiling.time_call(work, device=torch.device("cuda"))
+    assert syncs == ["sync", "work", "sync"] and result == 42 and seconds >= 0
+    syncs.clear()
+    profiling.time_call(work, device="cpu")
+    profiling.time_call(work)  # CUDA exists but this process never used it: nothing to wait for
+    assert syncs == ["work", "work"]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    profiling.time_call(work)  # it did use CUDA: its queued work counts
+    assert syncs == ["work", "work", "sync", "work", "sync"]
+    syncs.clear()
+    assert profiling.seconds_per_call(work, repeat=2, warmup=1, device="cuda") >= 0
+    assert syncs == ["work", "sync", "work", "sync", "sync", "work", "sync"]

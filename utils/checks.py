@@ -45,15 +45,19 @@ def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "idx") -> No
     """Integer ids in ``[0, vocab_size)``, or a ValueError naming the first bad id and V.
 
     One reduction (``aminmax``) and a single look at its result: cheap next to a
-    forward pass. Checking matters most on a GPU, where an out-of-range id in
-    ``nn.Embedding`` is a device-side assert that leaves the CUDA context unusable.
+    forward pass, on the CPU. On a GPU, looking at the result (``.item()``) would make
+    the CPU wait for all queued GPU work at every forward (a host sync), so ids on an
+    accelerator are not read here: they are checked where they are still on the CPU
+    (the decoding helpers check the prompt or source before moving it to the model's
+    device). There an out-of-range id in ``nn.Embedding`` would be a device-side
+    assert that leaves the CUDA context unusable.
     """
     if not isinstance(ids, torch.Tensor):
         raise ValueError(f"{name} must be a tensor of token ids, got {type(ids).__name__}")
     if ids.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}")
-    if ids.numel() == 0 or torch.compiler.is_compiling():
-        return  # a compiled graph cannot raise on data; eager runs are checked
+    if ids.numel() == 0 or torch.compiler.is_compiling() or ids.device.type != "cpu":
+        return  # a compiled graph cannot raise on data; a GPU's ids would cost a host sync
     low, high = (v.item() for v in torch.aminmax(ids))
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high

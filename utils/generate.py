@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from utils.checks import check_int, check_number
+from utils.checks import check_int, check_number, check_token_ids
 
 
 def model_device(model, default: torch.device | str | None = None) -> torch.device:
@@ -40,6 +40,17 @@ def model_device(model, default: torch.device | str | None = None) -> torch.devi
         for tensor in tensors() if tensors is not None else ():
             return tensor.device
     return torch.device(default if default is not None else "cpu")
+
+
+def _checked_to(ids: torch.Tensor, device: torch.device, vocab_size: int | None, name: str) -> torch.Tensor:
+    """ids moved to ``device``, their values checked first while they are still on the CPU.
+
+    The model checks them too, but only on the CPU: reading a GPU tensor's values back
+    would cost a host sync at every step (see :func:`utils.checks.check_token_ids`).
+    """
+    if vocab_size is not None:
+        check_token_ids(ids, vocab_size, name)
+    return ids.to(device)
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -200,7 +211,9 @@ def generate(
     _check_sampling(temperature, top_k, top_p)
     if use_cache and (block_size is None or not hasattr(model, "new_cache")):
         raise ValueError("use_cache=True needs a model with new_cache() and a block_size (e.g. utils.models.GPT)")
-    idx = idx.to(model_device(model, idx.device))  # a prompt built on the CPU, a model on the GPU
+    # a prompt built on the CPU, a model on the GPU
+    idx = _checked_to(idx, model_device(model, idx.device), getattr(getattr(model, "config", None), "vocab_size", None),
+                      "idx")
     was_training = model.training
     model.eval()
     try:
@@ -286,7 +299,7 @@ def greedy_translate(
     if pad_id is not None:
         pad_id = check_int("pad_id", pad_id, minimum=0)
     device = model_device(model, src.device)  # a batch built on the CPU, a model on the GPU
-    src = src.to(device)
+    src = _checked_to(src, device, getattr(config, "src_vocab_size", None), "src")
     if src_key_padding_mask is not None:
         src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None and pad_id is not None:
@@ -342,7 +355,9 @@ def translation_scores(
     forcing, independently of any search. Returns (B,), on the model's device.
     """
     device = model_device(model, src.device)
-    src, out = src.to(device), out.to(device)
+    config = getattr(model, "config", None)
+    src = _checked_to(src, device, getattr(config, "src_vocab_size", None), "src")
+    out = _checked_to(out, device, getattr(config, "tgt_vocab_size", None), "out")
     if src_key_padding_mask is not None:
         src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None:
@@ -415,7 +430,7 @@ def beam_translate(
     if getattr(config, "max_len", None) is not None:
         max_new_tokens = min(max_new_tokens, config.max_len)  # the decoder reads at most max_len tokens
     device = model_device(model, src.device)  # a batch built on the CPU, a model on the GPU
-    src = src.to(device)
+    src = _checked_to(src, device, getattr(config, "src_vocab_size", None), "src")
     if src_key_padding_mask is not None:
         src_key_padding_mask = src_key_padding_mask.to(device)
     if src_key_padding_mask is None:

@@ -1,7 +1,10 @@
 """Measuring speed and memory: the tools of chapter 13.
 
+* :func:`timed` and :func:`time_call` — the book's one stopwatch: wall-clock
+  seconds with the GPU's queued work waited for before and after (CUDA launches
+  kernels and returns at once, so an unsynchronised timing measures the launches);
 * :func:`seconds_per_call` — the median wall time of a function (after warm-up
-  calls, synchronising the GPU so its queued work is counted);
+  calls), timed by :func:`timed`;
 * :func:`top_operations` — the operators that took the most time in a
   ``torch.profiler`` run, as rows of a table;
 * :func:`saved_for_backward_bytes` — the memory autograd keeps for the backward
@@ -16,10 +19,13 @@ and report ratios with the seconds.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +35,48 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait for queued GPU work (CUDA, MPS); nothing to wait for on the CPU."""
+    """Wait for the device's queued work (CUDA, MPS); nothing to wait for on the CPU.
+
+    ``device=None`` waits for CUDA if this process has used it (it never starts CUDA).
+    """
     kind = torch.device(device).type if device is not None else None
-    if kind == "cuda" or (kind is None and torch.cuda.is_available()):
+    if kind == "cuda" or (kind is None and torch.cuda.is_available() and torch.cuda.is_initialized()):
         torch.cuda.synchronize()
     elif kind == "mps":
         torch.mps.synchronize()
+
+
+@dataclass
+class Timing:
+    """What :func:`timed` measured: ``seconds`` (NaN until the block has ended)."""
+
+    seconds: float = math.nan
+
+
+@contextlib.contextmanager
+def timed(device: torch.device | str | None = None) -> Iterator[Timing]:
+    """``with timed(device) as t: work()``, then ``t.seconds``: the block's wall-clock seconds.
+
+    The device's queued work is waited for before the clock starts (so earlier work
+    is not counted) and before it stops (so this work is): on a GPU, where PyTorch
+    returns as soon as a kernel is launched, that is the difference between timing
+    the work and timing its launch. On the CPU both waits are free.
+    """
+    timing = Timing()
+    synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield timing
+    finally:
+        synchronize(device)
+        timing.seconds = time.perf_counter() - start
+
+
+def time_call(fn: Callable[[], object], device: torch.device | str | None = None) -> tuple[float, object]:
+    """``(seconds, fn())``, timed by :func:`timed`."""
+    with timed(device) as timing:
+        result = fn()
+    return timing.seconds, result
 
 
 def seconds_per_call(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, device=None) -> float:
@@ -43,14 +85,7 @@ def seconds_per_call(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
         raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_call(fn, device)[0] for _ in range(repeat))
 
 
 def operator_calls(profile: torch.profiler.profile) -> int:
