@@ -6,7 +6,8 @@
   PyTorch's fused kernel, and equals ``nn.LayerNorm``.
 * :class:`FeedForward` is the position-wise network of the paper:
   ``Linear(C → d_ff) → ReLU → dropout → Linear(d_ff → C)``, applied to every position
-  on its own.
+  on its own. GPT-2 uses GELU in its tanh form instead of ReLU (chapter 16):
+  ``activation="gelu_tanh"`` (:data:`ACTIVATIONS`).
 * :class:`Residual` wraps any sublayer with a residual connection (He et al., 2016)
   and a LayerNorm, either after the addition (post-norm, the original Transformer)
   or before the sublayer (pre-norm, most modern models; Xiong et al., 2020).
@@ -18,6 +19,7 @@ blocks match PyTorch's both in evaluation and in structure during training.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -86,19 +88,38 @@ def layer_norm_formula(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return x_hat * weight + bias
 
 
+# The feed-forward network's activation, by name: the function and the module that computes it.
+# GELU (Hendrycks & Gimpel, 2016) is x·Φ(x); GPT-2 computes Φ with the tanh approximation.
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], nn.Module]]] = {
+    "relu": (F.relu, nn.ReLU),
+    "gelu": (F.gelu, nn.GELU),
+    "gelu_tanh": (partial(F.gelu, approximate="tanh"), partial(nn.GELU, approximate="tanh")),
+}
+
+
+def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation called ``name`` (a key of :data:`ACTIVATIONS`) as a function, e.g. ``F.relu``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name][0]
+
+
 class FeedForward(nn.Module):
     """The position-wise network: ``linear2(dropout(relu(linear1(x))))``, (..., C) → (..., C).
 
     ``d_ff`` is the hidden width, 4C unless given (2048 = 4 · 512 in the paper).
     Every position is transformed by the same weights, independently of the others.
+    ``activation`` names another activation than ReLU (:data:`ACTIVATIONS`; GPT-2's is
+    ``"gelu_tanh"``).
     """
 
-    def __init__(self, C: int, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(self, C: int, d_ff: int | None = None, dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
         self.C = check_int("C", C, minimum=1)
         self.d_ff = 4 * self.C if d_ff is None else check_int("d_ff", d_ff, minimum=1)
         self.linear1 = nn.Linear(C, self.d_ff)
-        self.activation = nn.ReLU()
+        activation_function(activation)  # a clear error for an unknown name
+        self.activation = ACTIVATIONS[activation][1]()
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(self.d_ff, C)
 

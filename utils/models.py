@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.attention import KVCache, causal_mask
-from utils.checks import check_int, check_token_ids
+from utils.checks import check_int, check_number, check_token_ids
 from utils.decoder import Decoder, copy_decoder_layer_from_torch
 from utils.encoder import Encoder, copy_encoder_layer_from_torch
-from utils.layers import LayerNorm, copy_layer_norm_from_torch, layer_norm
+from utils.layers import ACTIVATIONS, LayerNorm, activation_function, copy_layer_norm_from_torch, layer_norm
 from utils.positional import positional_encoding
 from utils.train import sequence_loss  # noqa: F401  (the book's one loss, kept in chapter 02's module)
 
@@ -263,6 +263,9 @@ class GPTConfig(_Preset):
     norm_first: bool = True  # pre-norm, as in GPT-2
     tie_weights: bool = True
     positional: str = "learned"
+    # GPT-2's own choices (chapter 16): activation="gelu_tanh"; its LayerNorms' eps is 1e-5, as ours
+    activation: str = "relu"  # the feed-forward network's: "relu", "gelu" or "gelu_tanh"
+    norm_eps: float = 1e-5  # every LayerNorm's epsilon
 
     PRESETS = {
         "cpu": dict(block_size=64, C=32, n_heads=4, n_layers=2, dropout=0.0),
@@ -277,6 +280,10 @@ class GPT(nn.Module):
     ``EncoderBlock`` with ``causal=True``), a final LayerNorm when pre-norm, and the
     output layer. The weights start as GPT-2's do (:func:`init_gpt2_`), so the
     untrained model's loss is close to log V.
+
+    GPT-2 itself (chapter 16) is this model with ``activation="gelu_tanh"``,
+    ``block_size=1024`` and its sizes: biases, learned positions, pre-norm, LayerNorm
+    ε = 1e-5 and the tied head are the defaults.
     """
 
     def __init__(self, config: GPTConfig):
@@ -285,9 +292,16 @@ class GPT(nn.Module):
         c = config
         for name in ("vocab_size", "block_size"):
             check_int(name, getattr(c, name), minimum=1)
+        activation_function(c.activation)  # one clear line for an unknown name
+        check_number("norm_eps", c.norm_eps, minimum=0)
         self.token_embedding = nn.Embedding(c.vocab_size, c.C)
         self.positions = positional_encoding(c.positional, c.C, c.block_size, c.dropout)
         self.stack = Encoder(c.n_layers, c.C, c.n_heads, c.d_ff, c.dropout, c.norm_first)  # run with causal=True
+        for block in self.stack.blocks:  # chapter 08's blocks are built with ReLU and eps 1e-5
+            block.feed_forward.activation = ACTIVATIONS[c.activation][1]()
+        for module in self.stack.modules():
+            if isinstance(module, LayerNorm):
+                module.eps = c.norm_eps
         self.head = nn.Linear(c.C, c.vocab_size, bias=False)
         if c.tie_weights:
             self.head.weight = self.token_embedding.weight
@@ -355,6 +369,7 @@ class PackedGPT:
             ))
         self.final_norm = None if model.stack.norm is None else (
             model.stack.norm.weight, model.stack.norm.bias, model.stack.norm.eps)
+        self.activation = activation_function(model.config.activation)  # F.relu, or GPT-2's GELU
         self.token_table, self.position_table = model.token_embedding.weight, model.positions.positions
         self.head_weight = model.head.weight
 
@@ -389,7 +404,7 @@ class PackedGPT:
             out = F.linear(out.transpose(1, 2).reshape(B, T, c.C), out_weight, out_bias)  # (B, T, C)
             x = x + out if self.norm_first else layer_norm(x + out, *norm1)
             h = layer_norm(x, *norm2) if self.norm_first else x
-            out = F.linear(F.relu(F.linear(h, weight1, bias1)), weight2, bias2)  # (B, T, C)
+            out = F.linear(self.activation(F.linear(h, weight1, bias1)), weight2, bias2)  # (B, T, C)
             x = x + out if self.norm_first else layer_norm(x + out, *norm2)
         if self.final_norm is not None:
             x = layer_norm(x, *self.final_norm)
