@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import tempfile
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from utils.models import GPT, GPTConfig
 from utils.train import TrainConfig, Trainer, sequence_loss
 
 V, B, T = 17, 4, 8  # B: micro-batch size of one rank
-CONFIG = GPTConfig.preset("cpu", vocab_size=V, block_size=T, C=16, n_layers=1)
+CONFIG = GPTConfig.preset("cpu", vocab_size=V, block_size=T, C=16, d_ff=None, n_layers=1)
 
 
 def make_model() -> GPT:
@@ -274,20 +275,25 @@ def test_a_resumed_2_process_run_continues_where_it_stopped(tmp_path):
 class FakeTask:
     """A task module for ``python -m utils.train`` that trains nothing: the command line's own duties only."""
 
+    PRESETS = {"cpu": {"model": {}, "train": {}}}
+    SETTINGS = {"model": (), "train": ()}
+
     @staticmethod
-    def add_arguments(parser):
+    def check_settings(preset):
         pass
 
     @staticmethod
-    def run(args):
+    def run(preset, **options):
         return {"steps": 1, "train_tokens_per_second": 100}
 
 
 def command_line():
-    train_module._task_module = lambda name, required=True: FakeTask
+    from utils import command_line as command_line_module
+
+    command_line_module._task_module = lambda name, required=True: FakeTask
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = train_module.main(["gpt"])
+        code = train_module.main(["gpt", "--out", tempfile.mkdtemp()])
     return {"code": code, "printed": printed.getvalue()}
 
 

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from utils.command_line import apply_settings
 from utils.tokenizers import BPETokenizer
 from utils.translation import (
     PRESETS,
-    apply_settings,
     batch_positions,
     bucket_batches,
     collate,

@@ -24,6 +24,7 @@ place through environment variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import multiprocessing
@@ -38,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as torch_mp
+from torch.nn.parallel import DistributedDataParallel
 
 from utils.data import write_atomically
 from utils.environment import pick_device
@@ -129,6 +131,46 @@ def barrier() -> None:
     """Wait until every rank gets here (nothing to wait for when not distributed)."""
     if is_distributed():
         dist.barrier()
+
+
+# --- the Trainer in N processes -------------------------------------------------------
+
+
+class DataParallel:
+    """What the Trainer of chapter 11 does differently in N processes; its one-process twin is
+    :class:`utils.trainer.OneProcess`, with the same methods.
+
+    * the process group is joined (:func:`init_from_environment`); rank 0 alone prints and writes;
+    * :meth:`batches`: rank r of N takes the single-process micro-batches i·N + r (:func:`rank_batch_at`);
+    * :meth:`wrap`: DDP, which all-reduces the gradients during ``backward``;
+    * :meth:`accumulating`: no all-reduce until the last micro-batch of a step (``no_sync``);
+    * :meth:`mean`: a number or a tensor averaged over the ranks (a tensor stays on its device).
+    """
+
+    def __init__(self, device: torch.device | str):
+        self.device = init_from_environment(device)  # torchrun: cuda:LOCAL_RANK, or the CPU with gloo
+        self.world_size = world_size()
+        self.is_main = is_main()
+
+    def batches(self, batch_at: Callable[[int], tuple]) -> Callable[[int], tuple]:
+        return rank_batch_at(batch_at)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world_size == 1:
+            return model
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+
+    def accumulating(self, model: torch.nn.Module, last: bool):
+        """DDP all-reduces the gradients once, after the last micro-batch of a step."""
+        return contextlib.nullcontext() if last or self.world_size == 1 else model.no_sync()
+
+    def mean(self, value):
+        return mean_tensor_over_ranks(value) if isinstance(value, torch.Tensor) else mean_over_ranks(value)
+
+
+def launched_processes(device: torch.device | str) -> DataParallel | None:
+    """In a process torchrun (or :func:`start_processes`) started: a :class:`DataParallel`; else None."""
+    return DataParallel(device) if launched() else None
 
 
 # --- rank 0 alone writes -----------------------------------------------------------------

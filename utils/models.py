@@ -54,9 +54,13 @@ def count_parameters(module: nn.Module) -> int:
 
 
 class _Preset:
-    """``preset(name, **fields)``: a named set of sizes, overridden by ``fields``."""
+    """``preset(name, **fields)``: a named set of sizes, overridden by ``fields``.
 
-    PRESETS: dict[str, dict] = {}
+    The sizes are the ``model`` part of the book's one table of presets
+    (:mod:`utils.presets`, table ``TABLE``), the models chapters 11 and 12 train.
+    """
+
+    TABLE = ""  # the name of this model's table in utils.presets
 
     def __post_init__(self):
         for name in ("norm_first", "tie_weights"):  # a truthy string or 1 would pass silently otherwise
@@ -67,10 +71,18 @@ class _Preset:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
     @classmethod
+    def presets(cls) -> dict[str, dict]:
+        """Each preset's name and its sizes (this config's fields)."""
+        from utils import presets  # pure data; read here so that chapter 10 does not depend on chapter 11
+
+        return {name: dict(preset["model"]) for name, preset in getattr(presets, cls.TABLE).items()}
+
+    @classmethod
     def preset(cls, name: str, **fields):
-        if name not in cls.PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(cls.PRESETS)}")
-        return cls(**{**cls.PRESETS[name], **fields})
+        presets = cls.presets()
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
+        return cls(**{**presets[name], **fields})
 
 
 # --- the encoder–decoder Transformer -------------------------------------------------
@@ -95,11 +107,7 @@ class TransformerConfig(_Preset):
     positional: str = "sinusoidal"
     pad_id: int | None = 0  # padding token: masked in attention, ignored in the loss
 
-    PRESETS = {
-        "cpu": dict(max_len=64, C=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0),
-        # The paper's base model: C = 512, 8 heads, 6 + 6 layers, d_ff = 2048, dropout 0.1.
-        "gpu": dict(max_len=256, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048, dropout=0.1),
-    }
+    TABLE = "TRANSLATOR"  # presets: utils.presets.TRANSLATOR (cpu: 2 + 2 layers, C = 128; gpu: the paper's base)
 
 
 class Transformer(nn.Module):
@@ -267,10 +275,7 @@ class GPTConfig(_Preset):
     activation: str = "relu"  # the feed-forward network's: "relu", "gelu" or "gelu_tanh"
     norm_eps: float = 1e-5  # every LayerNorm's epsilon
 
-    PRESETS = {
-        "cpu": dict(block_size=64, C=32, n_heads=4, n_layers=2, dropout=0.0),
-        "gpu": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.2),
-    }
+    TABLE = "GPT"  # presets: utils.presets.GPT (cpu: 2 blocks, C = 64; gpu: 6 blocks, C = 384)
 
 
 class GPT(nn.Module):

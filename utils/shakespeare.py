@@ -7,57 +7,29 @@
   "baby GPT" size for one GPU, on a shorter schedule;
 * the validation loss on the *whole* validation split (:func:`evaluate`), so the
   figure is exact rather than estimated from a few random batches;
-* :func:`sample`, and :func:`run`, the ``gpt`` task of ``python -m utils.train``.
+* :func:`sample`, and :func:`run`, the ``gpt`` task of ``python -m utils.train``
+  (:mod:`utils.command_line` reads the options and calls :func:`run` with plain values).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 import torch
 
+from utils import presets
+from utils.checkpoints import CheckpointError, load_checkpoint, write_metrics
 from utils.data import load_tiny_shakespeare, train_val_split
 from utils.generate import generate
 from utils.models import GPT, GPTConfig, count_parameters
 from utils.tokenizers import CharTokenizer, Tokenizer
-from utils.train import (
-    CheckpointError,
-    TrainConfig,
-    Trainer,
-    UsageError,
-    apply_settings,
-    checkpoint_path_of,
-    load_checkpoint,
-    random_windows,
-    whole_split_loss,
-    write_metrics,
-)
+from utils.trainer import TrainConfig, Trainer, random_windows, whole_split_loss
 
 TASK = "gpt"
 
 # Each preset: the model's sizes (GPTConfig fields) and the run (TrainConfig fields).
-PRESETS: dict[str, dict[str, dict]] = {
-    # Tuned on 2 CPU cores for the lowest exact validation loss in about 20 s of training (README, "Training"):
-    # on a CPU a smaller model that takes more steps beats a larger one that takes fewer. Half of nanoGPT's CPU
-    # depth (2 blocks) and half its width (C = 64, d_ff = 4C), batches of 32 windows, a peak learning rate of
-    # 2e-2 (twenty times nanoGPT's) after 100 warm-up steps, and the cosine run down over 1,000 steps.
-    "cpu": {
-        "model": dict(block_size=64, C=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0),
-        "train": dict(steps=1000, batch_size=32, lr=2e-2, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
-                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=1000),
-    },
-    # nanoGPT's baby GPT shape for Tiny Shakespeare (6 layers, 6 heads, C = 384, context 256, batches of 64),
-    # on a shorter run: 1,500 steps at a peak of 2e-3 with dropout 0.1 instead of nanoGPT's 5,000 at 1e-3 with
-    # 0.2. Of eight schedules run side by side on an H200 (README, "Training"), it was the shortest to end at or
-    # below nanoGPT's best validation loss (1.4697): 1.454 there, 1.449 from the command line.
-    "gpu": {
-        "model": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.1),
-        "train": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
-                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=500),
-    },
-}
+PRESETS = presets.GPT  # cpu and gpu: each a model (GPTConfig fields) and a run (TrainConfig fields)
 
 # What ``--set SECTION.FIELD=VALUE`` may change: the model's sizes and the run's settings.
 SETTINGS = {
@@ -119,34 +91,40 @@ def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
     return model.eval(), tokenizer
 
 
-# --- the command line: python -m utils.train gpt ... --------------------------------------------
+# --- the task of python -m utils.train gpt ----------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
-    parser.add_argument("--eval-every", type=int, default=None,
-                        help="evaluate on the whole validation split and write a checkpoint every so many steps "
-                             "(default: the preset's)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even when OUT already holds a checkpoint (it is replaced)")
+def check_settings(preset: dict[str, dict]) -> None:
+    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it."""
+    configs(preset, vocab_size=65)  # the configs check their own fields; V is the data's (65 characters)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Train (or resume) the GPT of a preset; writes OUT/checkpoint.pt and OUT/metrics.json; returns the summary."""
-    if args.preset not in PRESETS:
-        raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
-    checkpoint_path = checkpoint_path_of(args, TASK)
-    out = checkpoint_path.parent
-    if args.eval_every is not None and args.eval_every < 1:
-        raise UsageError(f"--eval-every must be >= 1, got {args.eval_every}")
+def run(
+    preset: dict[str, dict],
+    *,
+    preset_name: str,
+    out: str | Path,
+    resume: bool = False,
+    device: str = "auto",
+    compile: bool = False,
+    seed: int = 1337,
+    steps: int | None = None,
+    eval_every: int | None = None,
+    settings: list[str] | None = None,
+) -> dict:
+    """Train (or resume) the GPT of a preset; writes OUT/checkpoint.pt and OUT/metrics.json; returns the summary.
 
+    ``preset`` is a dict like ``PRESETS["cpu"]`` (the command line applies ``--set`` to it);
+    ``steps`` and ``eval_every`` replace the preset's; ``settings`` are recorded in the summary.
+    """
+    out = Path(out)
+    checkpoint_path = out / "checkpoint.pt"
     tokenizer, train_ids, val_ids = load_data()
-    overrides = {"device": args.device, "compile": args.compile, "seed": args.seed}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.eval_every is not None:
-        overrides["eval_every"] = args.eval_every
-    preset = apply_settings(PRESETS[args.preset], args.set, SETTINGS)
+    overrides = {"device": device, "compile": compile, "seed": seed}
+    if steps is not None:
+        overrides["steps"] = steps
+    if eval_every is not None:
+        overrides["eval_every"] = eval_every
     model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
 
     torch.manual_seed(train_config.seed)
@@ -159,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
         metadata=metadata(model_config, tokenizer),
         out_dir=out,
     )
-    if args.resume:
+    if resume:
         trainer.load(checkpoint_path)  # a checkpoint of another model or a damaged file: CheckpointError, exit 2
     start_step = trainer.step
     history = trainer.fit()
@@ -169,8 +147,8 @@ def run(args: argparse.Namespace) -> dict:
     steps_run = trainer.step - start_step
     tokens = steps_run * train_config.accumulation_steps * train_config.batch_size * model_config.block_size
     summary = {
-        "preset": args.preset,
-        **({"settings": args.set} if args.set else {}),
+        "preset": preset_name,
+        **({"settings": list(settings)} if settings else {}),
         "device": trainer.device.type,
         "precision": trainer.precision,
         "steps": trainer.step,

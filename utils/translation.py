@@ -24,7 +24,6 @@ The task of ``python -m utils.train translate``:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 import time
@@ -32,49 +31,19 @@ from pathlib import Path
 
 import torch
 
-from utils import distributed
+from utils import distributed, presets
 from utils.bleu import corpus_bleu, sacrebleu_score
+from utils.checkpoints import CheckpointError, load_checkpoint, write_metrics
 from utils.data import load_multi30k
 from utils.generate import beam_translate
+from utils.loop import sequence_loss
 from utils.models import Transformer, TransformerConfig, count_parameters
 from utils.tokenizers import BPETokenizer
-from utils.train import (
-    CheckpointError,
-    TrainConfig,
-    Trainer,
-    UsageError,
-    apply_settings,
-    checkpoint_path_of,
-    load_checkpoint,
-    sequence_loss,
-    write_metrics,
-)
+from utils.trainer import TrainConfig, Trainer, configure_optimizer, resolve_device
 
 TASK = "translate"
 
-PRESETS: dict[str, dict[str, dict]] = {
-    # Each preset trains a fixed number of steps, so the same command gives the same model on every machine
-    # (--minutes trains for a time budget instead). The cpu preset's 4,000 steps (8 epochs) fit 10 minutes on
-    # the book's quiet 2-core CPU, decoding included: 3,897 steps took 517 s of training there, 541 s in all.
-    "cpu": {
-        "data": dict(vocab_size=4000, max_tokens=2000),
-        # 2 + 2 layers of C = 128 take twice the steps of 3 + 3 layers of C = 192 in the same minutes, and
-        # won: 36.85 BLEU against 35.29, back to back (benchmarks/README.md, "Translation").
-        "model": dict(max_len=128, C=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512,
-                      dropout=0.1, norm_first=False),
-        "train": dict(steps=4000, lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
-                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.0),
-        "decode": dict(beam_size=5, alpha=1.0),  # the best of 7 settings on the validation split
-    },
-    "gpu": {  # about 30 epochs of 121 steps
-        "data": dict(vocab_size=8000, max_tokens=8000),
-        "model": dict(max_len=128, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048,
-                      dropout=0.2, norm_first=True),
-        "train": dict(steps=3600, lr=1e-3, min_lr=5e-5, warmup_steps=1000, schedule="cosine", weight_decay=0.01,
-                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
-        "decode": dict(beam_size=5, alpha=0.6),
-    },
-}
+PRESETS = presets.TRANSLATOR  # cpu and gpu: data, model, train and decode settings each
 
 
 # What ``--set SECTION.FIELD=VALUE`` may change: each section's settings.
@@ -294,8 +263,6 @@ def steps_per_second(model: Transformer, config: TrainConfig, batch_at, pad_id: 
     The model's weights are put back afterwards: it is a measurement, not training.
     The first two steps (memory allocation) are not timed.
     """
-    from utils.train import configure_optimizer, resolve_device
-
     device = resolve_device(config.device)
     model.to(device).train()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -332,14 +299,14 @@ def configs(preset: str | dict, vocab_size: int, **train_overrides) -> tuple[Tra
     """The model and training settings of a preset (a name or a dict like ``PRESETS["cpu"]``)."""
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         preset = PRESETS[preset]
     try:
         model_config = TransformerConfig(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, pad_id=0,
                                          **preset["model"])
         return model_config, TrainConfig(**{**preset["train"], **train_overrides})
     except TypeError as error:  # an unknown field name
-        raise UsageError(str(error)) from None
+        raise ValueError(str(error)) from None
 
 
 def plan_steps(
@@ -381,40 +348,40 @@ def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
     return model.eval(), tokenizer
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of this task beyond the common ones (utils.train adds --preset, --steps, ...)."""
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over the training pairs (default: the preset's fixed number of steps; "
-                             "--steps wins)")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="train for about this many minutes (validation included): the step count is planned from "
-                             "a few timed steps and re-planned every 100 steps from the speed measured so far, "
-                             "so the schedule ends on time (default: the preset's fixed number of steps; "
-                             "--epochs and --steps win)")
-    parser.add_argument("--beam", type=int, default=None,
-                        help="beam width for the test translations (default: the preset's; 1 is greedy)")
-    parser.add_argument("--test-sentences", type=int, default=None,
-                        help="translate only the first N validation and test sentences (quick checks; the "
-                             "BLEU is then not the benchmark's)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even when OUT already holds a checkpoint (it is replaced)")
+# --- the task of python -m utils.train translate ---------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Train (or resume) the translator of a preset, translate the test split, score it; returns the summary."""
-    if args.preset not in PRESETS:
-        raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
-    preset = apply_settings(PRESETS[args.preset], args.set, SETTINGS, instead={
-        "train.steps": "use --steps, --epochs or --minutes",
-        "train.eval_every": "the translate task validates once per epoch"})
-    if args.minutes is not None and not args.minutes > 0:
-        raise UsageError(f"--minutes must be > 0, got {args.minutes}")
-    for name in ("epochs", "beam", "test_sentences"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    checkpoint_path = checkpoint_path_of(args, TASK)
-    out = checkpoint_path.parent
+def check_settings(preset: dict[str, dict]) -> None:
+    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it."""
+    configs(preset, vocab_size=preset["data"]["vocab_size"])
+
+
+def run(
+    preset: dict[str, dict],
+    *,
+    preset_name: str,
+    out: str | Path,
+    resume: bool = False,
+    device: str = "auto",
+    compile: bool = False,
+    seed: int = 1337,
+    steps: int | None = None,
+    epochs: int | None = None,
+    minutes: float | None = None,
+    beam: int | None = None,
+    test_sentences: int | None = None,
+    settings: list[str] | None = None,
+) -> dict:
+    """Train (or resume) the translator of a preset, translate the validation and test splits, score them.
+
+    ``preset`` is a dict like ``PRESETS["cpu"]`` (the command line applies ``--set`` to it).
+    The run trains the preset's steps, or ``steps``, or ``epochs`` passes, or for about
+    ``minutes`` (:func:`plan_steps`); ``beam`` replaces the preset's beam width and
+    ``test_sentences`` keeps only the first sentences of validation and test. Writes
+    OUT/checkpoint.pt, OUT/metrics.json and OUT/test_translations.txt; returns the summary.
+    """
+    out = Path(out)
+    checkpoint_path = out / "checkpoint.pt"
 
     train_pairs, val_pairs, test_pairs = (load_multi30k(split) for split in ("train", "val", "test"))
     data = preset["data"]
@@ -425,21 +392,20 @@ def run(args: argparse.Namespace) -> dict:
     pad, smoothing = tokenizer.pad_id, preset["train"]["label_smoothing"]
     train_encoded = encode_pairs(train_pairs, tokenizer, model_config.max_len)
     val_encoded = encode_pairs(val_pairs, tokenizer, model_config.max_len)
-    batch_at, per_epoch = epoch_batches(train_encoded, tokenizer, data["max_tokens"], seed=args.seed)
+    batch_at, per_epoch = epoch_batches(train_encoded, tokenizer, data["max_tokens"], seed=seed)
     # Under torchrun each of the N processes takes its own micro-batch at every step: an epoch is
     # per_epoch / N steps.
     processes = distributed.launched_world_size()  # the process group is joined later, by the Trainer
     steps_per_epoch = max(1, per_epoch // processes)
-    overrides = dict(device=args.device, compile=args.compile, seed=args.seed, eval_every=steps_per_epoch)
+    overrides = dict(device=device, compile=compile, seed=seed, eval_every=steps_per_epoch)
     model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    steps, budgeted = plan_steps(train_config.steps, steps_per_epoch, steps=args.steps, epochs=args.epochs,
-                                 minutes=args.minutes, resume_steps=(
-                                     load_checkpoint(checkpoint_path, {"task": TASK})["config"]["steps"]
-                                     if args.resume and args.steps is None else None))
+    steps, budgeted = plan_steps(train_config.steps, steps_per_epoch, steps=steps, epochs=epochs, minutes=minutes,
+                                 resume_steps=(load_checkpoint(checkpoint_path, {"task": TASK})["config"]["steps"]
+                                               if resume and steps is None else None))
     if budgeted:  # the first plan, from a few timed steps: a validation pass costs about 1/25 of an epoch
-        steps = int(args.minutes * 60 * 0.96 * steps_per_second(model, train_config, batch_at, pad, smoothing))
+        steps = int(minutes * 60 * 0.96 * steps_per_second(model, train_config, batch_at, pad, smoothing))
     # A short run warms up over at most a fifth of its steps. A budgeted run's first plan comes from a few
     # timed steps, which a burst of load from other programs can make several times too short (fit_for
     # re-plans the steps, not the warm-up), so it keeps the preset's warm-up unless the plan is below twice it.
@@ -454,20 +420,20 @@ def run(args: argparse.Namespace) -> dict:
         metadata=metadata(model_config, tokenizer),
         out_dir=out,
     )
-    if args.resume:
+    if resume:
         trainer.load(checkpoint_path)
     start_step = trainer.step
-    history = trainer.fit_for(args.minutes * 60) if budgeted else trainer.fit()
+    history = trainer.fit_for(minutes * 60) if budgeted else trainer.fit()
     if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
         trainer.run_evaluation()  # e.g. --steps 0, or a resumed run that was already complete
 
     if not trainer.is_main:  # under torchrun, rank 0 alone translates the test split and writes the results
-        return {"preset": args.preset, "device": trainer.device.type, "steps": trainer.step}
+        return {"preset": preset_name, "device": trainer.device.type, "steps": trainer.step}
     decode_start = time.perf_counter()
     model.eval()
-    if args.test_sentences:  # a quick check: the first N sentences of validation and test only
-        val_pairs, test_pairs = val_pairs[: args.test_sentences], test_pairs[: args.test_sentences]
-    beam_size = args.beam or preset["decode"]["beam_size"]
+    if test_sentences:  # a quick check: the first N sentences of validation and test only
+        val_pairs, test_pairs = val_pairs[:test_sentences], test_pairs[:test_sentences]
+    beam_size = beam or preset["decode"]["beam_size"]
     decoding = dict(beam_size=beam_size, alpha=preset["decode"]["alpha"],
                     batch_size=preset["decode"].get("batch_size", 100))
     # Validation BLEU, decoded as the test split is: the score to choose settings on (never the test's).
@@ -484,7 +450,7 @@ def run(args: argparse.Namespace) -> dict:
     steps_run = trainer.step - start_step
     summary = {
         "task": TASK,
-        "preset": args.preset,
+        "preset": preset_name,
         "device": trainer.device.type,
         "epochs": round(trainer.step * processes / per_epoch, 2),
         "steps": trainer.step,
@@ -499,7 +465,7 @@ def run(args: argparse.Namespace) -> dict:
         "beam": beam_size,
         "test_sentences": len(test_pairs),
         "bleu_signature": signature,
-        **({"settings": args.set} if args.set else {}),
+        **({"settings": list(settings)} if settings else {}),
         "checkpoint": str(checkpoint_path),
     }
     write_metrics(out, summary, train_config, model_config, history)

@@ -1,0 +1,63 @@
+"""The book's presets, in one table: each name gives a model's sizes and the run that trains it.
+
+Two presets per model, one word apart: ``cpu`` (minutes on a laptop's two cores) and
+``gpu`` (one GPU). The same name means the same model everywhere:
+``GPTConfig.preset("cpu")`` (chapter 10) builds the model that
+``python -m utils.train gpt --preset cpu`` (chapter 11) trains, and
+``TransformerConfig.preset("cpu")`` the one ``translate --preset cpu`` (chapter 12) trains.
+
+* :data:`GPT` — chapter 11's character-level GPT on Tiny Shakespeare: ``model``
+  (GPTConfig fields, all but ``vocab_size``) and ``train`` (TrainConfig fields);
+* :data:`TRANSLATOR` — chapter 12's German → English Transformer: ``data`` (the BPE's
+  size, batches of at most ``max_tokens`` padded positions), ``model`` (TransformerConfig
+  fields), ``train`` (TrainConfig fields) and ``decode`` (beam search).
+
+Pure data: no imports, so :mod:`utils.models` can read it. How each was chosen is in
+benchmarks/README.md.
+"""
+
+GPT: dict[str, dict[str, dict]] = {
+    # Tuned on 2 CPU cores for the lowest exact validation loss in about 20 s of training (benchmarks/README.md):
+    # on a CPU a smaller model that takes more steps beats a larger one that takes fewer. Half of nanoGPT's CPU
+    # depth (2 blocks) and half its width (C = 64, d_ff = 4C), batches of 32 windows, a peak learning rate of
+    # 2e-2 (twenty times nanoGPT's) after 100 warm-up steps, and the cosine run down over 1,000 steps.
+    "cpu": {
+        "model": dict(block_size=64, C=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.0),
+        "train": dict(steps=1000, batch_size=32, lr=2e-2, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=1000),
+    },
+    # nanoGPT's baby GPT shape for Tiny Shakespeare (6 layers, 6 heads, C = 384, context 256, batches of 64),
+    # on a shorter run: 1,500 steps at a peak of 2e-3 with dropout 0.1 instead of nanoGPT's 5,000 at 1e-3 with
+    # 0.2. Of eight schedules run side by side on an H200 (benchmarks/README.md), it was the shortest to end at or
+    # below nanoGPT's best validation loss (1.4697): 1.454 there, 1.449 from the command line.
+    "gpu": {
+        "model": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.1),
+        "train": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
+                      betas=(0.9, 0.99), grad_clip=1.0, eval_every=500),
+    },
+}
+
+
+TRANSLATOR: dict[str, dict[str, dict]] = {
+    # Each preset trains a fixed number of steps, so the same command gives the same model on every machine
+    # (--minutes trains for a time budget instead). The cpu preset's 4,000 steps (8 epochs) fit 10 minutes on
+    # the book's quiet 2-core CPU, decoding included: 3,897 steps took 517 s of training there, 541 s in all.
+    "cpu": {
+        "data": dict(vocab_size=4000, max_tokens=2000),
+        # 2 + 2 layers of C = 128 take twice the steps of 3 + 3 layers of C = 192 in the same minutes, and
+        # won: 36.85 BLEU against 35.29, back to back (benchmarks/README.md, "Translation").
+        "model": dict(max_len=128, C=128, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=512,
+                      dropout=0.1, norm_first=False),
+        "train": dict(steps=4000, lr=2e-3, min_lr=1e-4, warmup_steps=400, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.0),
+        "decode": dict(beam_size=5, alpha=1.0),  # the best of 7 settings on the validation split
+    },
+    "gpu": {  # about 30 epochs of 121 steps
+        "data": dict(vocab_size=8000, max_tokens=8000),
+        "model": dict(max_len=128, C=512, n_heads=8, n_encoder_layers=6, n_decoder_layers=6, d_ff=2048,
+                      dropout=0.2, norm_first=True),
+        "train": dict(steps=3600, lr=1e-3, min_lr=5e-5, warmup_steps=1000, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
+        "decode": dict(beam_size=5, alpha=0.6),
+    },
+}
