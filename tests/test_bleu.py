@@ -23,6 +23,9 @@ def test_equals_sacrebleu_on_random_corpora(pairs):
     assert ours.score == pytest.approx(theirs.score, abs=1e-9)
     assert ours.correct == theirs.counts and ours.total == theirs.totals
     assert (ours.hypothesis_length, ours.reference_length) == (theirs.sys_len, theirs.ref_len)
+    # the components chapter 12 shows: the (smoothed) n-gram precisions and the brevity penalty
+    assert ours.precisions == pytest.approx(theirs.precisions, abs=1e-9)
+    assert ours.brevity_penalty == pytest.approx(theirs.bp, abs=1e-12)
 
 
 def test_edge_cases_equal_sacrebleu():
@@ -59,3 +62,13 @@ def test_bad_input():
         corpus_bleu(["a", "b"], ["a"])
     with pytest.raises(TypeError, match="lists of strings"):
         corpus_bleu("a dog", "a dog")
+
+
+def test_components_of_a_smoothed_and_a_short_corpus_equal_sacrebleus():
+    """p_n after "exp" smoothing (1/2, then 1/4, ... of one match) and BP, against sacreBLEU."""
+    hypotheses, references = ["a b x y z", "c"], ["a b c d e f", "c d"]
+    ours, theirs = corpus_bleu(hypotheses, references), sacre(hypotheses, references)
+    assert ours.correct == [3, 1, 0, 0] and ours.total == [6, 4, 3, 2]
+    assert ours.precisions == pytest.approx([50.0, 25.0, 100 / (2 * 3), 100 / (4 * 2)])
+    assert ours.precisions == pytest.approx(theirs.precisions)
+    assert ours.brevity_penalty == pytest.approx(2.718281828459045 ** (1 - 8 / 6)) == theirs.bp

@@ -60,3 +60,60 @@ def test_plots_name_bad_arguments():  # issue 11
     with pytest.raises(ValueError, match="curve 'train' has 3 values but 2 steps"):
         loss_curves({"train": [3.0, 2.0, 1.0]}, steps=[0, 10])
     plt.close("all")
+
+
+def test_bleu_components_one_bar_per_order_and_score():
+    from utils.bleu import corpus_bleu
+    from utils.plots import bleu_components
+
+    references = ["a dog runs in the snow .", "two men talk ."]
+    scores = {"greedy": corpus_bleu(["a dog runs .", "two men ."], references),
+              "beam 5": corpus_bleu(["a dog runs in the white snow .", "two men talk ."], references)}
+    ax = bleu_components(scores)
+    heights = [round(p.get_height(), 6) for p in ax.patches]
+    assert heights == [round(p, 6) for s in scores.values() for p in s.precisions]  # 2 x 4 bars, in order
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0] == f"greedy: BLEU {scores['greedy'].score:.2f}, BP {scores['greedy'].brevity_penalty:.3f}"
+    assert scores["greedy"].brevity_penalty < 1 == scores["beam 5"].brevity_penalty  # the short one is penalised
+    with pytest.raises(ValueError, match="at least one score"):
+        bleu_components({})
+    with pytest.raises(ValueError, match="score 'x' has no precisions, brevity_penalty, score"):
+        bleu_components({"x": 31.2})
+    plt.close("all")
+
+
+def test_next_token_window_draws_each_input_above_its_target():
+    from utils.plots import next_token_window
+
+    ax = next_token_window("ab c\n", "b c\nd")
+    texts = [t.get_text() for t in ax.texts if t.get_text()]  # the arrows have no text
+    assert texts == ["a", "b", "␣", "c", "⏎", "b", "␣", "c", "⏎", "d"]  # inputs row, then targets row
+    with pytest.raises(ValueError, match="differ in length: 3 and 2"):
+        next_token_window("abc", "bc")
+    plt.close("all")
+
+
+def test_training_curves_mark_clipped_steps_and_keep_close_baseline_labels_apart():
+    from utils.plots import training_curves
+
+    steps = list(range(200))
+    norms = [3.0 if s in (0, 1, 50) else 0.5 for s in steps]
+    norms[7] = None  # a skipped step
+    history = {"step": steps, "train_loss": [4.0 - s / 100 for s in steps], "lr": [1e-3] * 200,
+               "grad_norm": norms, "eval_step": [0, 100, 199], "val_loss": [4.1, 3.2, 2.3]}
+    fig = training_curves(history, window=10, grad_clip=1.0,
+                          baselines={"bigram": 2.50, "counted bigram": 2.484, "uniform": 4.17})
+    loss_ax, lr_ax, norm_ax = fig.axes[:3]
+    clipped = [line for line in norm_ax.get_lines() if line.get_label().startswith("clipped")]
+    assert list(clipped[0].get_xdata()) == [0, 1, 50] and "(3 steps)" in clipped[0].get_label()
+    assert list(loss_ax.get_lines()[1].get_xdata()) == [0, 100, 199]  # validation points
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in loss_ax.texts]
+    assert len(boxes) == 3
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    with pytest.raises(ValueError, match="no 'grad_norm'"):
+        training_curves({"step": [0], "train_loss": [1.0], "lr": [1.0]})
+    with pytest.raises(ValueError, match="window=50 needs at least 50 steps, got 3"):
+        training_curves({"step": [0, 1, 2], "train_loss": [1.0] * 3, "lr": [1.0] * 3, "grad_norm": [1.0] * 3})
+    plt.close("all")
