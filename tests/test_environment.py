@@ -60,35 +60,8 @@ def test_colab_installs_only_what_is_missing(monkeypatch):
     assert "torch" not in environment.NOTEBOOK_PACKAGES
 
 
-def third_party_imports() -> dict[str, set[str]]:
-    """Top-level modules outside the standard library that chapters and utils import -> where."""
-    import ast
-    import json
-    import sys
-
-    found: dict[str, set[str]] = {}
-    sources = []
-    for notebook in sorted((environment.ROOT / "chapters").glob("*.ipynb")):
-        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-            if cell["cell_type"] == "code":
-                lines = "".join(cell["source"]).splitlines()  # without IPython's %magics and !shell lines
-                sources.append((notebook.name, "\n".join("" if s.lstrip().startswith(("%", "!")) else s
-                                                        for s in lines)))
-    for module in sorted((environment.ROOT / "utils").rglob("*.py")):
-        sources.append((str(module.relative_to(environment.ROOT)), module.read_text(encoding="utf-8")))
-    for where, text in sources:
-        for node in ast.walk(ast.parse(text)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            for name in names:
-                top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != "utils":
-                    found.setdefault(top, set()).add(where)
-    return found
-
-
 def test_every_third_party_import_is_preinstalled_in_colab_or_installed_by_the_setup():
-    imports = third_party_imports()
+    imports = environment.third_party_imports()
     assert {"torch", "matplotlib", "sacrebleu"} <= set(imports)  # the scan sees the chapters
     unknown = {m: sorted(w) for m, w in imports.items()
                if m not in environment.COLAB_PREINSTALLED and m not in environment.NOTEBOOK_PACKAGES}

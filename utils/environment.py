@@ -43,6 +43,7 @@ NOTEBOOK_PACKAGES = {
     # chapters 15-17: today's models, real weights, instruction tuning
     "transformers": "transformers", "safetensors": "safetensors", "huggingface_hub": "huggingface_hub",
     "tiktoken": "tiktoken", "regex": "regex", "peft": "peft",
+    "tokenizers": "tokenizers",  # Hugging Face's, for tokenizer.json files (comes with transformers)
 }
 
 SETUP_CELL_TEMPLATE = '''\
@@ -140,6 +141,43 @@ def install_missing(packages: dict[str, str] = NOTEBOOK_PACKAGES) -> list[str]:
     if wanted:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *wanted], check=True)
     return wanted
+
+
+def third_party_imports(root: Path = ROOT) -> dict[str, set[str]]:
+    """Top-level modules outside the standard library that the chapters and ``utils`` import.
+
+    Maps each module to the files that import it: every import statement of every
+    code cell of ``chapters/*.ipynb`` (IPython's ``%`` and ``!`` lines left out) and of
+    every ``utils`` module, at any depth (imports inside functions too). The
+    repository's own packages (``utils``, ``benchmarks``, ``tests``) are not third-party.
+    """
+    import ast
+    import json
+
+    sources = []
+    for notebook in sorted((root / "chapters").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                lines = "".join(cell["source"]).splitlines()
+                sources.append((notebook.name, "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                                                         for line in lines)))
+    for module in sorted((root / "utils").rglob("*.py")):
+        sources.append((str(module.relative_to(root)), module.read_text(encoding="utf-8")))
+    own = {path.name for path in root.iterdir() if path.is_dir() and any(path.glob("*.py"))}
+    found: dict[str, set[str]] = {}
+    for where, text in sources:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in own:
+                    found.setdefault(top, set()).add(where)
+    return found
 
 
 def seed_everything(seed: int = SEED) -> None:
