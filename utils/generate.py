@@ -484,3 +484,116 @@ def beam_translate(
     finally:
         model.train(was_training)
     return (out, out_scores) if return_scores else out
+
+
+# --- the command line (chapter 16) ------------------------------------------------------------
+#
+#   python -m utils.generate --pretrained FOLDER "prompt" [--max-new-tokens N --temperature T
+#                            --top-k K --top-p P --seed S]
+#
+# writes a continuation of the prompt with a checkpoint folder in the Hugging Face layout
+# (GPT-2 or Llama), read into the book's own model and run with its KV cache. Every
+# setting is checked before anything is loaded; a bad setting or folder is one line on
+# stderr and exit code 2.
+
+
+def _checked_arguments(argv: list[str] | None):
+    import argparse
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message):  # argparse prints its usage first; one line is enough here
+            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    parser = OneLineParser(
+        prog="python -m utils.generate",
+        description="Continue a prompt with a pretrained checkpoint folder (config.json + model.safetensors, "
+                    "GPT-2 or Llama) run by the book's own model and KV cache.")
+    parser.add_argument("prompt", help='the text to continue ("" starts from <|endoftext|> with GPT-2)')
+    parser.add_argument("--pretrained", required=True, metavar="FOLDER",
+                        help="a checkpoint folder in the Hugging Face layout, e.g. one downloaded with huggingface_hub")
+    parser.add_argument("--max-new-tokens", type=int, default=50, metavar="N", help="tokens to write (default 50)")
+    parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                        help="softmax temperature; 0 means greedy (default 1)")
+    parser.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, metavar="P",
+                        help="nucleus sampling: the smallest set of tokens with probability >= P")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sampling (default 0)")
+    args = parser.parse_args(argv)
+    problems = []
+    if args.max_new_tokens < 0:
+        problems.append(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        problems.append(f"--temperature must be a finite number >= 0 (0 means greedy), got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        problems.append(f"--top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        problems.append(f"--top-p must be in (0, 1], got {args.top_p}")
+    if problems:
+        parser.error(problems[0])
+    return args, parser
+
+
+def _prompt_tokenizer(folder, model):
+    """The tokenizer for a checkpoint folder: the book's GPT-2 tokenizer for GPT-2's 50,257 ids, else the
+    folder's ``tokenizer.json`` (read by Hugging Face's ``tokenizers``). Returns (encode, decode)."""
+    from pathlib import Path
+
+    from utils.tokenizers import gpt2_tokenizer
+
+    vocab_size = model.config.vocab_size
+    path = Path(folder) / "tokenizer.json"
+    if vocab_size == 50257 and (type(model).__name__ == "GPT" or not path.is_file()):
+        tokenizer = gpt2_tokenizer()
+        return tokenizer.encode, tokenizer.decode
+    if not path.is_file():
+        raise ValueError(f"{path}: missing, and the model's {vocab_size:,} token ids are not GPT-2's 50,257: "
+                         "no tokenizer for the prompt")
+    try:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:  # the library raises its own exception types
+        raise ValueError(f"{path}: not a readable tokenizer ({str(error).splitlines()[0]})") from None
+    return (lambda text: tokenizer.encode(text, add_special_tokens=False).ids), tokenizer.decode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.generate``: print the prompt and the continuation; 0, or 2 for bad input."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from utils.pretrained import PretrainedError, load_pretrained
+
+    args, parser = _checked_arguments(argv)
+    try:
+        model = load_pretrained(args.pretrained)
+        encode, decode = _prompt_tokenizer(args.pretrained, model)
+    except (PretrainedError, ValueError) as error:
+        parser.error(str(error).splitlines()[0])
+    config = model.config
+    eos_id = json.loads((Path(args.pretrained) / "config.json").read_text()).get("eos_token_id")
+    eos_id = eos_id[0] if isinstance(eos_id, list) and eos_id else eos_id  # some configs list several
+    if not (isinstance(eos_id, int) and 0 <= eos_id < config.vocab_size):
+        eos_id = None
+    ids = encode(args.prompt)
+    if not ids:
+        if eos_id is None:
+            parser.error("the prompt is empty and the model has no <|endoftext|> to start from; give some text")
+        ids = [eos_id]
+    if max(ids) >= config.vocab_size:
+        parser.error(f"the prompt's token id {max(ids)} is outside the model's {config.vocab_size:,} ids")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    out = generate(model, torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, eos_id=eos_id, use_cache=True,
+                   generator=torch.Generator().manual_seed(args.seed))
+    new = out[0, len(ids):].tolist()
+    if eos_id is not None and eos_id in new:
+        new = new[:new.index(eos_id)]
+    sys.stdout.write(decode((ids if args.prompt else []) + new) + "\n")  # one decode: spaces between pieces
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
