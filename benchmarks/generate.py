@@ -22,12 +22,13 @@ Every timing is :func:`utils.profiling.time_call`'s: on a GPU the queued work is
 waited for before the clock stops. ``--checkpoint`` adds a row for a model trained by
 ``python -m utils.train gpt``.
 Prints a table and the machine's load, since a busy machine inflates every figure
-(compare the ratios).
+(compare the ratios), then the rows as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import torch
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          speed_up=uncached / cached, speed_up_modules=uncached / modules))
         print(f"{name:<22} {uncached:>11.2f} {modules:>11.2f} ({uncached / modules:.1f}x) {cached:>9.2f} "
               f"{uncached / cached:>8.1f}x {args.tokens * args.batch_size / cached:>16,.0f}")
+    print(json.dumps({"device": str(device), "tokens": args.tokens, "batch_size": args.batch_size, "rows": rows}))
     return rows
 
 
