@@ -1,53 +1,97 @@
 """Chapter 13's checkers: they reject plausible wrong answers with a message that says what is off."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from utils.attention import causal_mask
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch13 import check_bottom_right_mask, check_cached_attention, check_key_count, check_packed_qkv
+from utils.exercises.ch13 import (
+    check_causal_blockwise_attention,
+    check_key_count,
+    check_packed_qkv,
+    check_scaled_step,
+)
 
 
-def test_bottom_right_mask_checker_rejects_the_top_left_and_inverted_masks():
+def blockwise_with(*, align="bottom_right", rescale=True, normalise=True, whole=False, fused=False):
+    """A causal online softmax over key blocks, right by default, with one chosen mistake."""
+
+    def causal_blockwise_attention(q, k, v, block_size):
+        T_q, T_k = q.shape[-2], k.shape[-2]
+        if fused:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T_q, T_k))
+        mask = causal_mask(T_q, T_k, align=align) if align else torch.ones(T_q, T_k, dtype=torch.bool)
+        step = T_k if whole else block_size
+        m = q.new_full((*q.shape[:-1], 1), -math.inf)
+        total, out = q.new_zeros((*q.shape[:-1], 1)), q.new_zeros((*q.shape[:-1], v.shape[-1]))
+        for start in range(0, T_k, step):
+            s = (q @ k[..., start:start + step, :].mT / math.sqrt(q.shape[-1]))
+            s = s.masked_fill(~mask[:, start:start + step], -math.inf)
+            new_m = torch.maximum(m, s.amax(-1, keepdim=True))
+            factor = torch.exp(m - new_m) if rescale else torch.ones_like(m)
+            w = torch.exp(s - new_m)
+            total, out, m = total * factor + w.sum(-1, keepdim=True), out * factor + w @ v[..., start:start + step, :], new_m
+        return out / total if normalise else out
+
+    return causal_blockwise_attention
+
+
+def test_blockwise_checker_accepts_the_online_softmax_and_names_each_mistake():
+    check_causal_blockwise_attention(blockwise_with())
     with pytest.raises(ExerciseFailed, match="aligned top-left"):
-        check_bottom_right_mask(lambda T_q, T_k: torch.ones(T_q, T_k, dtype=torch.bool).tril())
-    with pytest.raises(ExerciseFailed, match="inverted"):
-        check_bottom_right_mask(lambda T_q, T_k: ~torch.ones(T_q, T_k, dtype=torch.bool).tril(T_k - T_q))
-    with pytest.raises(ExerciseFailed, match="bool"):
-        check_bottom_right_mask(lambda T_q, T_k: torch.ones(T_q, T_k).tril(T_k - T_q))
+        check_causal_blockwise_attention(blockwise_with(align="top_left"))
+    with pytest.raises(ExerciseFailed, match="no causal mask"):
+        check_causal_blockwise_attention(blockwise_with(align=None))
+    with pytest.raises(ExerciseFailed, match=r"exp\(m_old - m_new\)"):
+        check_causal_blockwise_attention(blockwise_with(rescale=False))
+    with pytest.raises(ExerciseFailed, match="divide the running output"):
+        check_causal_blockwise_attention(blockwise_with(normalise=False))
+    with pytest.raises(ExerciseFailed, match=r"a \(6, 6\) matrix was computed at once"):
+        check_causal_blockwise_attention(blockwise_with(whole=True))
+    with pytest.raises(ExerciseFailed, match="write the loop over key blocks yourself"):
+        check_causal_blockwise_attention(blockwise_with(fused=True))
 
 
-def heads(z, mha):
-    B, T, C = z.shape
-    return z.view(B, T, mha.n_heads, C // mha.n_heads).transpose(1, 2)
+def scaled_step_with(*, unscale=True, skip=True, back_off=True, grow=True, reset=True, returns=True):
+    """GradScaler's step written out, right by default, with one chosen mistake."""
+
+    def scaled_step(loss, optimizer, state):
+        (loss * state["scale"]).backward()
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if unscale:
+            for p in params:
+                p.grad /= state["scale"]
+        finite = all(bool(torch.isfinite(p.grad).all()) for p in params)
+        if not finite and skip:
+            state["scale"] *= 0.5 if back_off else 1
+            state["good_steps"] = 0 if reset else state["good_steps"]
+            return False if returns else None
+        optimizer.step()
+        state["good_steps"] += 1
+        if grow and state["good_steps"] == 3:
+            state["scale"], state["good_steps"] = 2 * state["scale"], 0
+        return True if returns else None
+
+    return scaled_step
 
 
-def cached_attention_with(*, keep_cache=True, is_causal_flag=False):
-    def cached_attention(mha, x_new, cache):
-        B, T_new, C = x_new.shape
-        q, k, v = (heads(p(x_new), mha) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
-        if keep_cache and "k" in cache:
-            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
-        cache["k"], cache["v"] = k, v
-        if is_causal_flag:  # top-left: wrong as soon as T_new > 1 after a cache
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=T_new > 1)
-        else:
-            T_k = k.shape[2]
-            mask = torch.arange(T_k)[None, :] <= torch.arange(T_new)[:, None] + T_k - T_new
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return mha.out_proj(out.transpose(1, 2).reshape(B, T_new, C))
-
-    return cached_attention
-
-
-def test_cached_attention_checker_accepts_a_right_answer_and_rejects_wrong_ones():
-    check_cached_attention(cached_attention_with())
-    with pytest.raises(ExerciseFailed, match=r'cache\["k"\] after 4 tokens'):
-        check_cached_attention(cached_attention_with(keep_cache=False))  # forgets the past
-    with pytest.raises(ExerciseFailed, match="bottom-right"):
-        check_cached_attention(cached_attention_with(is_causal_flag=True))
-    with pytest.raises(ExerciseFailed, match='under "k" and "v"'):
-        check_cached_attention(lambda mha, x_new, cache: mha(x_new, causal=True))
+def test_scaled_step_checker_compares_with_gradscaler_and_names_each_mistake():
+    check_scaled_step(scaled_step_with())
+    with pytest.raises(ExerciseFailed, match="1024 times too long"):
+        check_scaled_step(scaled_step_with(unscale=False))
+    with pytest.raises(ExerciseFailed, match="skip the step and return False"):
+        check_scaled_step(scaled_step_with(skip=False))
+    with pytest.raises(ExerciseFailed, match=r"step 2 .*should now be 512, yours is 1024"):
+        check_scaled_step(scaled_step_with(back_off=False))
+    with pytest.raises(ExerciseFailed, match=r"step 5 .*should now be 1024, yours is 512"):
+        check_scaled_step(scaled_step_with(grow=False))
+    with pytest.raises(ExerciseFailed, match=r"step 3 .*should now be 512, yours is 1024"):
+        check_scaled_step(scaled_step_with(reset=False))
+    with pytest.raises(ExerciseFailed, match="return True when the optimizer stepped"):
+        check_scaled_step(scaled_step_with(returns=False))
 
 
 def test_key_count_checker_names_the_off_by_one_and_the_missing_layers():

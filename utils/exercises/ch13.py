@@ -1,70 +1,147 @@
-"""Checkers for chapter 13's exercises (making it fast: the KV cache)."""
+"""Checkers for chapter 13's exercises: causal attention over key blocks, a gradient scaler, the KV cache's savings,
+one product for q, k and v."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from utils.attention import MultiHeadAttention
+from utils.attention import MultiHeadAttention, causal_mask
 from utils.exercises import checker, expect, expect_close, expect_shape
 
-
-@checker("Exercise 13.1 — the bottom-right causal mask")
-def check_bottom_right_mask(bottom_right_mask) -> None:
-    """``bottom_right_mask(T_q, T_k)``: bool (T_q, T_k), True where key s ≤ t + T_k − T_q."""
-    for T_q, T_k in ((4, 4), (1, 5), (2, 6), (3, 7)):
-        mask = bottom_right_mask(T_q, T_k)
-        expect_shape(mask, (T_q, T_k), f"bottom_right_mask({T_q}, {T_k})")
-        expect(mask.dtype == torch.bool, f"the mask should be bool (True = may attend), got {mask.dtype}")
-        t, s = torch.arange(T_q)[:, None], torch.arange(T_k)[None, :]
-        expected = s <= t + T_k - T_q
-        if torch.equal(mask, s <= t) and T_q != T_k:
-            expect(False, f"bottom_right_mask({T_q}, {T_k}) is aligned top-left (query t sees keys s <= t): "
-                   f"the {T_q} queries are the *last* positions of {T_k}, so query t sits at position "
-                   f"t + {T_k - T_q} and sees every key up to there")
-        expect(not torch.equal(mask, ~expected), "your mask is inverted: True should mark the keys a query may see")
-        expect(torch.equal(mask, expected),
-               f"for T_q={T_q}, T_k={T_k} expected {expected.int().tolist()}, got {mask.int().tolist()}")
+GROWTH_INTERVAL = 3  # good steps in a row before the scale doubles (GradScaler's default is 2000)
 
 
-def _split(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    B, T, C = x.shape
-    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)  # (B, n_heads, T, head_size)
+def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, align: str | None) -> torch.Tensor:
+    """Explicit softmax attention in float64, causal (aligned as asked) or not: the independent reference."""
+    q, k, v = q.double(), k.double(), v.double()
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (..., T_q, T_k)
+    if align is not None:
+        scores = scores.masked_fill(~causal_mask(q.shape[-2], k.shape[-2], align=align), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
 
 
-@checker("Exercise 13.2 — one cached attention step")
-def check_cached_attention(cached_attention) -> None:
-    """``cached_attention(mha, x_new, cache)``: masked self-attention of the new tokens over all tokens so far.
+def _blockwise_mistake(q, k, v, block_size: int, *, rescale: bool = True, normalise: bool = True) -> torch.Tensor:
+    """A causal online softmax with one step left out, to recognise that mistake in an answer."""
+    T_q, T_k = q.shape[-2], k.shape[-2]
+    allowed = causal_mask(T_q, T_k)
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))
+    total, out = q.new_zeros((*q.shape[:-1], 1)), q.new_zeros((*q.shape[:-1], v.shape[-1]))
+    for start in range(0, T_k, block_size):
+        s = q @ k[..., start:start + block_size, :].transpose(-2, -1) / q.shape[-1] ** 0.5
+        s = s.masked_fill(~allowed[:, start:start + block_size], float("-inf"))
+        new_m = torch.maximum(m, s.amax(-1, keepdim=True))
+        factor = torch.exp(m - new_m) if rescale else torch.ones_like(m)
+        w = torch.exp(s - new_m)
+        total, out, m = total * factor + w.sum(-1, keepdim=True), out * factor + w @ v[..., start:start + block_size, :], new_m
+    return out / total if normalise else out
 
-    ``cache`` is a dict, empty at first; the function stores every key and value
-    so far under ``"k"`` and ``"v"`` (B, n_heads, T, head_size), and returns
-    (B, T_new, C), equal to the last T_new rows of ``mha(x_all, causal=True)``.
+
+@checker("Exercise 13.1 — causal attention over key blocks")
+def check_causal_blockwise_attention(causal_blockwise_attention) -> None:
+    """``causal_blockwise_attention(q, k, v, block_size)``: causal attention, bottom-right aligned, block by block.
+
+    q (..., T_q, d), k and v (..., T_k, d) with T_q <= T_k; the queries are the last T_q
+    positions. The result must equal softmax attention with the bottom-right causal mask,
+    and no (T_q, T_k) matrix of scores may be computed at once.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    class WholeMatrices(TorchFunctionMode):
+        """Records floating-point results of shape (..., T_q, T_k) and calls of PyTorch's fused attention."""
+
+        def __init__(self, T_q: int, T_k: int):
+            super().__init__()
+            self.shape, self.whole, self.fused = (T_q, T_k), 0, 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.scaled_dot_product_attention:
+                self.fused += 1
+            result = func(*args, **(kwargs or {}))
+            if (isinstance(result, torch.Tensor) and result.is_floating_point() and result.ndim >= 2
+                    and tuple(result.shape[-2:]) == self.shape):
+                self.whole += 1
+            return result
+
+    g = torch.Generator().manual_seed(13)
+    for T_q, T_k, block_size in ((6, 6, 2), (1, 9, 4), (3, 10, 4), (5, 12, 5), (4, 4, 8)):
+        q = torch.randn(2, 3, T_q, 8, generator=g)
+        k, v = torch.randn(2, 3, T_k, 8, generator=g), torch.randn(2, 3, T_k, 8, generator=g)
+        what = f"T_q={T_q}, T_k={T_k}, block_size={block_size}"
+        watch = WholeMatrices(T_q, T_k)
+        with torch.no_grad(), watch:
+            got = causal_blockwise_attention(q, k, v, block_size)
+        expect(watch.fused == 0, "F.scaled_dot_product_attention does the blocks for you: write the loop over "
+                                 "key blocks yourself")
+        expect_shape(got, (2, 3, T_q, 8), f"the output ({what})")
+        expected = _reference_attention(q, k, v, "bottom_right")
+        if not torch.allclose(got.double(), expected, atol=1e-5):
+            mistakes = (
+                (_reference_attention(q, k, v, "top_left"), "the causal mask is aligned top-left (query t sees "
+                 "keys s <= t); the queries are the last T_q positions, so query t sees s <= t + T_k - T_q"),
+                (_reference_attention(q, k, v, None), "no causal mask: query t must not see the keys after it"),
+                (_blockwise_mistake(q, k, v, block_size, rescale=False), "when a block raises a query's "
+                 "maximum, what was summed under the old maximum must be multiplied by exp(m_old - m_new), "
+                 "both the running sum and the running output"),
+                (_blockwise_mistake(q, k, v, block_size, normalise=False), "divide the running output by the "
+                 "running sum of exp(score - m) at the end"),
+            )
+            for wrong, message in mistakes:
+                if T_q < T_k or "aligned" not in message:
+                    expect(not torch.allclose(got.double(), wrong.double(), atol=1e-5), f"{what}: {message}")
+            expect_close(got, expected, f"the output ({what}; compare softmax attention with the bottom-right "
+                                        "causal mask, in float64)")
+        expect(T_k <= block_size or watch.whole == 0,
+               f"{what}: a ({T_q}, {T_k}) matrix was computed at once; compute the scores of one block of "
+               f"{block_size} keys at a time (k[..., start:start + block_size, :])")
+
+
+@checker("Exercise 13.2 — a gradient scaler by hand")
+def check_scaled_step(scaled_step) -> None:
+    """``scaled_step(loss, optimizer, state)`` does one step as ``torch.amp.GradScaler`` would; returns True if taken.
+
+    ``state`` holds ``"scale"`` and ``"good_steps"``: backward of ``loss * scale``, the
+    gradients divided by the scale; if any is inf or NaN the step is skipped, the
+    scale halved and ``good_steps`` reset; otherwise the optimizer steps and after
+    ``GROWTH_INTERVAL`` (3) good steps in a row the scale doubles and the count restarts.
     """
     torch.manual_seed(13)
-    C, n_heads = 16, 4
-    mha = MultiHeadAttention(C, n_heads).eval()
-    x = torch.randn(2, 9, C)
-    cache: dict = {}
-    seen = 0
-    for T_new in (3, 1, 1, 2, 1, 1):
-        x_new = x[:, seen:seen + T_new]
-        with torch.no_grad():
-            out = cached_attention(mha, x_new, cache)
-            seen += T_new
-            expected = mha(x[:, :seen], causal=True)[:, -T_new:]  # (B, T_new, C)
-        expect(isinstance(cache, dict) and "k" in cache and "v" in cache,
-               'store the keys and values in the cache dict, under "k" and "v"')
-        expect_shape(cache["k"], (2, n_heads, seen, C // n_heads),
-                     f'cache["k"] after {seen} tokens (append the new keys along the time dimension, dim 2)')
-        expect_close(cache["k"], _split(mha.k_proj(x[:, :seen]), n_heads).detach(),
-                     f'cache["k"] after {seen} tokens (the keys of all tokens so far, oldest first)')
-        expect_close(cache["v"], _split(mha.v_proj(x[:, :seen]), n_heads).detach(),
-                     f'cache["v"] after {seen} tokens')
-        expect_shape(out, (2, T_new, C), f"the output for {T_new} new token(s)")
-        if T_new > 1 and seen > T_new and not torch.allclose(out, expected, atol=1e-5):
-            expect(False, f"with {T_new} new tokens after {seen - T_new} cached ones the outputs differ: the "
-                   "causal mask must be aligned bottom-right (new query t sees keys s <= t + T_k - T_q); "
-                   "is_causal=True aligns top-left")
-        expect_close(out, expected, f"the output after {seen} tokens (compare mha(x_all, causal=True)[:, -T_new:])")
+    x = torch.randn(8, 3)
+    ours, reference = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    reference.load_state_dict(ours.state_dict())
+    optimizer = torch.optim.SGD(ours.parameters(), lr=0.05)  # SGD: a step shows the gradient's size
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5,
+                                  growth_interval=GROWTH_INTERVAL)
+    state = {"scale": 2.0**10, "good_steps": 0}
+    factors = (1.0, 1.0, float("inf"), 1.0, 1.0, 1.0, 1.0, float("nan"), 1.0, 1.0)  # inf, NaN: an overflow
+    for step, factor in enumerate(factors):
+        scale_before, before = state["scale"], ours.weight.detach().clone()
+        optimizer.zero_grad(set_to_none=True)
+        taken = scaled_step((ours(x).square() * factor).mean(), optimizer, state)
+        reference_optimizer.zero_grad(set_to_none=True)
+        scaler.scale((reference(x).square() * factor).mean()).backward()
+        scaler.step(reference_optimizer)
+        scaler.update()
+        overflow = factor != 1.0
+        what = f"step {step} ({'a gradient was ' + str(factor) if overflow else 'finite gradients'})"
+        expect(taken in (True, False), f"{what}: return True when the optimizer stepped, False when skipped; "
+                                       f"got {taken!r}")
+        expect(taken != overflow, f"{what}: " + ("a gradient was inf or NaN, so skip the step and return False"
+                                                  if overflow else "nothing overflowed: step, and return True"))
+        weight, expected_weight = ours.weight.detach(), reference.weight.detach()
+        expect(bool(torch.isfinite(weight).all()), f"{what}: the weights became inf or NaN; never call "
+                                                    "optimizer.step() when a gradient is not finite")
+        if not torch.allclose(weight, expected_weight, atol=1e-6):
+            unscaled = before + scale_before * (expected_weight - before)  # the step, `scale` times too long
+            expect(not torch.allclose(weight, unscaled, rtol=1e-3, atol=1e-5),
+                   f"{what}: your step was {scale_before:g} times too long: divide every gradient by the "
+                   "scale before optimizer.step()")
+            expect_close(weight, expected_weight, f"{what}: the weights (compare torch.amp.GradScaler's)")
+        expect(state.get("scale") == scaler.get_scale(),
+               f"{what}: the scale should now be {scaler.get_scale():g}, yours is {state.get('scale')!r} "
+               "(halve it after a skipped step; double it after "
+               f"{GROWTH_INTERVAL} good steps in a row, counting again from 0 after a skip or a doubling)")
 
 
 @checker("Exercise 13.3 — counting the keys a generation computes")
@@ -90,8 +167,6 @@ def check_key_count(keys_computed) -> None:
 @checker("Exercise 13.4 — one product for q, k and v")
 def check_packed_qkv(packed_qkv) -> None:
     """``packed_qkv(mha, x)`` → ``(q, k, v)``, each (B, T, C), from one product with the stacked (3C, C) weight."""
-    import torch.nn.functional as F
-
     torch.manual_seed(13)
     C = 12
     mha = MultiHeadAttention(C, 3).eval()
