@@ -205,7 +205,7 @@ def training_curves(
       loss at ``history["eval_step"]`` (points joined by a line), with dashed
       ``baselines`` whose labels never overlap;
     * the learning rate (``history["lr"]``);
-    * the gradient norm before clipping (``history["grad_norm"]``, log scale), the
+    * the gradient norm before clipping (``history["grad_norm"]``), the
       clipping limit ``grad_clip`` and, in red, the steps where clipping fired.
 
     Values may be floats, ``None`` (a skipped step) or one-number tensors. Returns the figure.
@@ -242,7 +242,7 @@ def training_curves(
         norm_ax.axhline(grad_clip, linestyle="--", linewidth=1, color="grey")
         norm_ax.plot(steps[clipped], norms[clipped], "o", color="C3", markersize=3,
                      label=f"clipped to {grad_clip:g} ({int(clipped.sum())} steps)")
-    norm_ax.set(yscale="log", ylabel="gradient norm", xlabel="step")
+    norm_ax.set(ylabel="gradient norm", xlabel="step")
     norm_ax.legend(loc="upper right", fontsize=8)
     return fig
 
