@@ -41,6 +41,7 @@ import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 from torch.nn.parallel import DistributedDataParallel
 
+from utils.checks import check_int
 from utils.data import write_atomically
 from utils.environment import pick_device
 
@@ -229,8 +230,8 @@ def sum_over_ranks(*values: float) -> tuple[float, ...]:
 
 def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """The given rank and world size, or this process's; checked."""
-    r = _rank() if rank is None else rank
-    n = _world_size() if world_size is None else world_size
+    r = _rank() if rank is None else check_int("rank", rank)  # 0.5 or 2.5 would give fractional batches
+    n = _world_size() if world_size is None else check_int("world_size", world_size)
     if n < 1 or not 0 <= r < n:
         raise ValueError(f"need 0 <= rank < world_size, got rank={r}, world_size={n}")
     return r, n
@@ -331,8 +332,7 @@ def start_processes(fn: Callable, world_size: int = 2, *args, start_method: str 
     ``fn`` must be importable from a module. An error in any rank stops them all and
     is raised here with that rank's traceback.
     """
-    if world_size < 1:
-        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    world_size = check_int("world_size", world_size, minimum=1)
     if is_distributed():
         raise RuntimeError("start_processes is called from outside a process group, not from a rank")
     if start_method is None:

@@ -70,11 +70,20 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits / temperature (temperature > 0), in float32: < 1 sharpens, > 1 flattens the softmax."""
+    """logits / temperature (temperature > 0), in float32: < 1 sharpens, > 1 flattens the softmax.
+
+    Each row's maximum is subtracted first (the softmax is the same): the largest
+    logit becomes 0 and stays 0, the others become negative and, as the temperature
+    goes to 0, tend to -inf. So a tiny temperature (1e-38, whose quotients would
+    overflow to inf, or one below float32's range) gives greedy's answer, not NaN.
+    """
     _check_logits(logits)
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0 here (0 means greedy), got {temperature!r}")
-    return logits.float() / temperature  # in fp16, logits / 1e-4 would overflow to inf
+    logits = logits.float()  # in fp16, logits / 1e-4 would overflow to inf
+    shifted = logits - logits.amax(dim=-1, keepdim=True)  # <= 0; a row of -inf or NaN stays NaN (refused later)
+    # 0 / T is 0, also where T underflows to 0 in float32 (0 / 0 would be NaN)
+    return torch.where(shifted == 0, shifted, shifted / temperature)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:

@@ -285,6 +285,7 @@ class CharTokenizer(Tokenizer):
         for c in characters:
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"a CharTokenizer's vocabulary holds single characters, got {c!r}")
+            _utf8(c, "the vocabulary of this CharTokenizer")  # a lone surrogate could never be saved
         if len(set(characters)) != len(characters):
             raise ValueError("the characters of a CharTokenizer must be distinct")
         self.tokens = [*SPECIAL_TOKENS[: self.n_specials], *characters]  # id -> token
@@ -292,8 +293,18 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_text(cls, text: str | Iterable[str], specials: bool = False) -> CharTokenizer:
-        """Vocabulary = the distinct characters of ``text``, in sorted order."""
-        return cls(sorted(set().union(*map(set, _as_texts(text)))), specials=specials)
+        """Vocabulary = the distinct characters of ``text``, in sorted order.
+
+        A lone surrogate (``"\\ud800"``, half of a UTF-16 pair) is refused here, with its
+        position in the text: it is no character, and the tokenizer could not be saved.
+        """
+        texts = _as_texts(text)
+        for i, piece in enumerate(texts):
+            try:
+                piece.encode("utf-8")
+            except UnicodeEncodeError:
+                _utf8(piece, "the text" if len(texts) == 1 else f"text {i}")  # raises, naming the position
+        return cls(sorted(set().union(*map(set, texts))), specials=specials)
 
     @property
     def vocab_size(self) -> int:
