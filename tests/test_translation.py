@@ -179,6 +179,12 @@ def test_command_line_bad_arguments_exit_2(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_translate_command_refuses_a_bad_alpha_before_loading(tmp_path):
+    for alpha in ("-0.5", "inf", "nan"):
+        result = cli("utils.translate", "--checkpoint", str(tmp_path / "nothing"), "--alpha", alpha, "Hallo")
+        assert result.returncode == 2 and "--alpha must be a finite number >= 0" in result.stderr, result.stderr
+
+
 def test_translate_command_bad_checkpoints(tmp_path):
     missing = cli("utils.translate", "--checkpoint", str(tmp_path / "nothing"), "Hallo")
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr

@@ -74,12 +74,65 @@ def load_checkpoint(path: str | Path, metadata: dict | None = None) -> dict:
     for key in ("model", "optimizer", "step", "config", "metadata"):
         if key not in checkpoint:
             raise CheckpointError(f"{path} is damaged: it has no {key!r}")
+    problem = structure_problem(checkpoint)
+    if problem:
+        raise CheckpointError(f"{path} is damaged: {problem}")
     for key, expected in (metadata or {}).items():
         found = checkpoint["metadata"].get(key)
         if found != expected:
             raise CheckpointError(f"{path} was made for another {key}: it has {_short(found)}, this run has "
                                   f"{_short(expected)}")
     return checkpoint
+
+
+CPU_RNG_BYTES = torch.get_rng_state().numel()  # the size of the CPU generator's state (5,056 bytes)
+
+
+def structure_problem(checkpoint: dict) -> str | None:
+    """What is wrong with the fields of a checkpoint, in words, or None: each field of the kind the trainer reads.
+
+    Checked before anything is used, so that a damaged file is a :class:`CheckpointError`
+    naming it, never a ``TypeError`` or ``RuntimeError`` from deep inside PyTorch.
+    """
+    def is_dict_of(value, kinds, keys=str) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, keys) and isinstance(v, kinds) for k, v in value.items())
+
+    if not is_dict_of(checkpoint["model"], torch.Tensor):
+        return "'model' must map parameter names to tensors"
+    optimizer = checkpoint["optimizer"]
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in optimizer["param_groups"])):
+        return "'optimizer' must be an optimizer's state_dict (a 'state' dict and a list of 'param_groups')"
+    step = checkpoint["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step must be an integer >= 0, got {step!r}"
+    config = checkpoint["config"]
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        return "'config' must be a dict of settings"
+    if "steps" in config and (isinstance(config["steps"], bool) or not isinstance(config["steps"], int)):
+        return f"config's steps must be an integer, got {config['steps']!r}"
+    if not isinstance(checkpoint["metadata"], dict):
+        return "'metadata' must be a dict"
+    if "history" in checkpoint and not is_dict_of(checkpoint["history"], list):
+        return "'history' must map names to lists"
+    if "scaler" in checkpoint and not isinstance(checkpoint["scaler"], dict):
+        return "'scaler' must be a GradScaler's state_dict (a dict)"
+    rng = checkpoint.get("rng", {})
+    if not isinstance(rng, dict):
+        return "'rng' must be a dict of random states"
+    states = {"cpu": [rng["cpu"]]} if "cpu" in rng else {}
+    if "cuda" in rng:
+        if not isinstance(rng["cuda"], list | tuple):
+            return "rng's 'cuda' must be a list of states, one per GPU"
+        states["cuda"] = list(rng["cuda"])
+    for device, device_states in states.items():
+        for state in device_states:
+            if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.ndim == 1):
+                return f"rng's {device!r} state must be a 1-D tensor of bytes (uint8)"
+            if device == "cpu" and state.numel() != CPU_RNG_BYTES:
+                return f"rng's 'cpu' state has {state.numel()} bytes, not {CPU_RNG_BYTES}"
+    return None
 
 
 def _short(value, limit: int = 120) -> str:

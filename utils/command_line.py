@@ -51,7 +51,9 @@ COMMAND_LINE_SETTINGS = {"train.device": "use --device", "train.compile": "use -
 TASK_OWNED_SETTINGS = {
     "gpt": {},
     "translate": {"train.steps": "use --steps, --epochs or --minutes",
-                  "train.eval_every": "the translate task validates once per epoch"},
+                  "train.eval_every": "the translate task validates once per epoch",
+                  "train.batch_size": "the translate task batches by length: set data.max_tokens (padded "
+                                      "positions per batch) instead"},
 }
 
 

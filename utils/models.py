@@ -63,6 +63,12 @@ class _Preset:
     TABLE = ""  # the name of this model's table in utils.presets
 
     def __post_init__(self):
+        from dataclasses import fields
+
+        for field in fields(self):  # sizes: whole numbers, checked here rather than deep in nn.Linear
+            value = getattr(self, field.name)
+            if str(field.type) in ("int", "int | None") and not (value is None and "None" in str(field.type)):
+                check_int(field.name, value, minimum=0 if field.name == "pad_id" else 1)
         for name in ("norm_first", "tie_weights"):  # a truthy string or 1 would pass silently otherwise
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -86,8 +86,8 @@ def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
         model = GPT(GPTConfig(**checkpoint["metadata"]["model"]))
         tokenizer = CharTokenizer.from_dict(checkpoint["metadata"]["tokenizer"])
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is damaged: {error}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is damaged: {' '.join(str(error).split())[:200]}") from None
     return model.eval(), tokenizer
 
 
@@ -95,8 +95,21 @@ def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
 
 
 def check_settings(preset: dict[str, dict]) -> None:
-    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it."""
-    configs(preset, vocab_size=65)  # the configs check their own fields; V is the data's (65 characters)
+    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it.
+
+    The configs check their own fields; the model is then built on the ``meta`` device
+    (shapes only, no memory), which runs its own checks (C divisible by n_heads, ...).
+    """
+    try:
+        model_config = GPTConfig(vocab_size=65, **preset["model"])  # V: the data's 65 characters
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model: {error}") from None
+    try:
+        TrainConfig(**preset["train"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"train: {error}") from None
+    with torch.device("meta"):
+        GPT(model_config)
 
 
 def run(

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from utils import distributed  # chapter 14: whole_split_loss's share of the windows; DataParallel
 from utils.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from utils.checks import check_number
 from utils.loop import _check_positive_int, evaluating, get_batch, progress, sequence_loss
 
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
@@ -63,36 +64,34 @@ class TrainConfig:
 
     def __post_init__(self):
         betas = self.betas
-        if not (isinstance(betas, tuple | list) and len(betas) == 2 and all(_is_number(b) for b in betas)):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not (isinstance(betas, tuple | list) and len(betas) == 2 and all(_is_number(b) for b in betas)
+                and all(math.isfinite(b) and 0 <= b < 1 for b in betas)):
+            raise ValueError(f"betas must be two numbers, finite and in [0, 1), got {betas!r}")
         self.betas = tuple(betas)  # a list after a round trip through a checkpoint
-        for name in ("weight_decay", "label_smoothing"):
-            if not _is_number(getattr(self, name)):
-                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
-        if self.grad_clip is not None and not _is_number(self.grad_clip):
-            raise ValueError(f"grad_clip must be a number > 0 or None (no clipping), got {self.grad_clip!r}")
         for name in ("steps", "warmup_steps", "seed"):
             _check_positive_int(getattr(self, name), name, minimum=0)
         for name in ("batch_size", "accumulation_steps", "eval_every"):
             _check_positive_int(getattr(self, name), name)
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
-        if not (isinstance(self.min_lr, int | float) and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"min_lr must be between 0 and lr={self.lr}, got {self.min_lr!r}")
+        # Every number finite (1e999 is infinity in Python: the run would "succeed" with a NaN loss).
+        check_number("lr", self.lr, minimum=0)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        check_number("min_lr", self.min_lr, minimum=0, maximum=self.lr)
+        check_number("weight_decay", self.weight_decay, minimum=0)
+        check_number("label_smoothing", self.label_smoothing, minimum=0)
+        if not self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be a finite number in [0, 1), got {self.label_smoothing!r}")
+        if self.grad_clip is not None and not (_is_number(self.grad_clip) and math.isfinite(self.grad_clip)
+                                               and self.grad_clip > 0):
+            raise ValueError(f"grad_clip must be a finite number > 0, or None (no clipping), got {self.grad_clip!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be one of auto, cpu, cuda, mps, got {self.device!r}")
 
 
 def _is_number(value) -> bool:
@@ -225,10 +224,10 @@ def to_device(batch, device: torch.device):
     return batch
 
 
-def default_loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
-    """The language-model loss: ``x, y = batch``; ``sequence_loss(model(x), y)``."""
+def default_loss_of(model: torch.nn.Module, batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The language-model loss: ``x, y = batch``; ``sequence_loss(model(x), y)``, with label smoothing."""
     x, y = batch
-    return sequence_loss(model(x), y)
+    return sequence_loss(model(x), y, label_smoothing=label_smoothing)
 
 
 MAX_SKIPPED_IN_A_ROW = 10  # non-finite steps in a row before training stops
@@ -268,7 +267,8 @@ class Trainer:
     * ``batch_at(i)`` → a tuple of CPU tensors, micro-batch number ``i``
       (``i = step · accumulation_steps + k``); a pure function of ``i``, so a resumed
       run sees exactly the batches an uninterrupted one would.
-    * ``loss_of(model, batch)`` → scalar loss; default :func:`default_loss_of`.
+    * ``loss_of(model, batch)`` → scalar loss; default :func:`default_loss_of` with
+      ``config.label_smoothing``.
     * ``evaluate(model)`` → dict of floats including ``"val_loss"``; called every
       ``eval_every`` steps and after the last, in eval mode under ``no_grad``
       (training mode comes back afterwards, also after an exception).
@@ -311,7 +311,8 @@ class Trainer:
             raise ValueError(f"{error}{set_by}") from None
         self.model = model.to(self.device)
         self.batch_at = self.processes.batches(batch_at)
-        self.loss_of = loss_of or default_loss_of
+        # The default loss reads config.label_smoothing; a loss_of of your own applies its own.
+        self.loss_of = loss_of or (lambda m, batch: default_loss_of(m, batch, config.label_smoothing))
         self.evaluate = evaluate
         self.metadata = dict(metadata or {})
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -548,10 +549,13 @@ class Trainer:
             raise CheckpointError(f"{path} holds weights of another model: {detail}") from None
         try:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as error:
             raise CheckpointError(f"{path}: its optimizer state does not fit this model ({error})") from None
         if checkpoint.get("scaler"):
-            self.scaler.load_state_dict(checkpoint["scaler"])
+            try:
+                self.scaler.load_state_dict(checkpoint["scaler"])
+            except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as error:
+                raise CheckpointError(f"{path} is damaged: its GradScaler state ({error})") from None
         step = checkpoint["step"]
         if not isinstance(step, int) or step < 0:
             raise CheckpointError(f"{path} is damaged: step is {step!r}")

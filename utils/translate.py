@@ -12,6 +12,7 @@ checkpoint, or bad options, print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sentences", nargs="*", help="German sentences (default: read lines from stdin)")
     args = parser.parse_args(argv)  # argparse exits with code 2 on bad syntax
 
-    from utils.train import CheckpointError
+    from utils.checkpoints import CheckpointError
     from utils.translation import model_from_checkpoint, translate
 
     path = Path(args.checkpoint)
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.beam < 1:
             raise ValueError(f"--beam must be >= 1, got {args.beam}")
+        if not (math.isfinite(args.alpha) and args.alpha >= 0):  # the beam's early stop is exact for alpha >= 0
+            raise ValueError(f"--alpha must be a finite number >= 0, got {args.alpha}")
         model, tokenizer = model_from_checkpoint(path)
     except (CheckpointError, ValueError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

@@ -34,11 +34,12 @@ import torch
 from utils import distributed, presets
 from utils.bleu import corpus_bleu, sacrebleu_score
 from utils.checkpoints import CheckpointError, load_checkpoint, write_metrics
+from utils.checks import check_int, check_number
 from utils.data import load_multi30k
 from utils.generate import beam_translate
 from utils.loop import sequence_loss
 from utils.models import Transformer, TransformerConfig, count_parameters
-from utils.tokenizers import BPETokenizer
+from utils.tokenizers import SPECIAL_TOKENS, BPETokenizer
 from utils.trainer import TrainConfig, Trainer, configure_optimizer, resolve_device
 
 TASK = "translate"
@@ -343,7 +344,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
         model = build_model(TransformerConfig(**checkpoint["metadata"]["model"]))
         tokenizer = BPETokenizer.from_dict(checkpoint["metadata"]["tokenizer"])
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
         raise CheckpointError(f"{path} is damaged: {' '.join(str(error).split())[:200]}") from None
     return model.eval(), tokenizer
 
@@ -352,8 +353,34 @@ def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
 
 
 def check_settings(preset: dict[str, dict]) -> None:
-    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it."""
-    configs(preset, vocab_size=preset["data"]["vocab_size"])
+    """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it.
+
+    ``data``, ``model``, ``train`` and ``decode`` in turn; the model is then built on the
+    ``meta`` device (shapes only, no memory), which runs its own checks.
+    """
+    data, decode = preset["data"], preset["decode"]
+    check_int("data.vocab_size", data["vocab_size"], minimum=256 + len(SPECIAL_TOKENS))  # the bytes and specials
+    check_int("data.max_tokens", data["max_tokens"], minimum=1)
+    if data.get("train_pairs") is not None:
+        check_int("data.train_pairs", data["train_pairs"], minimum=1)
+    try:
+        model_config = TransformerConfig(src_vocab_size=data["vocab_size"], tgt_vocab_size=data["vocab_size"],
+                                         pad_id=0, **preset["model"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model: {error}") from None
+    try:
+        TrainConfig(**preset["train"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"train: {error}") from None
+    longest = 2 * model_config.max_len  # a source of max_len ids and a target of max_len - 1 ids, plus one
+    if data["max_tokens"] < longest:
+        raise ValueError(f"data.max_tokens must be >= {longest} (2 · model.max_len): a batch must hold the "
+                         f"longest pair, got {data['max_tokens']}")
+    check_int("decode.beam_size", decode["beam_size"], minimum=1)
+    check_number("decode.alpha", decode["alpha"], minimum=0)  # the beam's early stop is exact for alpha >= 0
+    check_int("decode.batch_size", decode.get("batch_size", 100), minimum=1)
+    with torch.device("meta"):
+        build_model(model_config)
 
 
 def run(
