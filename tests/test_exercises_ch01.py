@@ -1,50 +1,79 @@
 """Chapter 01's checkers: they pass the reference solutions and reject plausible wrong answers."""
 
-from collections import Counter
+import re
 
 import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch01 import check_merge, check_pad_batch, check_pair_counts
+from utils.exercises.ch01 import check_byte_fallback, check_pad_batch, check_split_keeping_spacing
 
 
-def test_pair_counts_checker_rejects_wrong_answers():
-    # counting distinct pairs only, not how often each occurs
-    with pytest.raises(ExerciseFailed, match=r"gives \(1, 2\) a count of 1, expected 2"):
-        check_pair_counts(lambda ids: {pair: 1 for pair in zip(ids, ids[1:])})
-    # stepping two at a time, which misses every other pair
-    with pytest.raises(ExerciseFailed, match=r"pair_counts\(\[1, 2, 3, 1, 2\]\) gives \(1, 2\) a count of 1"):
-        check_pair_counts(lambda ids: Counter(zip(ids[::2], ids[1::2])))
-    # wrapping around from the last id to the first
-    with pytest.raises(ExerciseFailed, match=r"not adjacent in it: \[\(2, 1\)\]"):
-        check_pair_counts(lambda ids: Counter(zip(ids, ids[1:] + ids[:1])))
-    # returning a list of pairs
-    with pytest.raises(ExerciseFailed, match="return a dict"):
-        check_pair_counts(lambda ids: list(zip(ids, ids[1:])))
+def split_keeping_spacing(text):
+    return re.findall(r"\w+(?:'\w+)*|[^\w\s]|\s+", text)
 
 
-def test_merge_checker_rejects_wrong_answers():
-    def overlapping(ids, pair, new_id):  # merges at every position, even one already used
-        return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]
+def test_split_keeping_spacing_checker(capsys):
+    check_split_keeping_spacing(split_keeping_spacing)
+    assert "✓" in capsys.readouterr().out
+    # section 3's pattern alone drops the spacing
+    with pytest.raises(ExerciseFailed, match="every character, spaces and newlines included"):
+        check_split_keeping_spacing(lambda text: re.findall(r"\w+(?:'\w+)*|[^\w\s]", text))
+    # one piece per whitespace character
+    with pytest.raises(ExerciseFailed, match="a run of whitespace .* is one piece"):
+        check_split_keeping_spacing(lambda text: re.findall(r"\w+(?:'\w+)*|[^\w\s]|\s", text))
+    # apostrophes split off: O ' er
+    with pytest.raises(ExerciseFailed, match="expected section 3's words"):
+        check_split_keeping_spacing(lambda text: re.findall(r"\w+|[^\w\s]|\s+", text))
+    # str.split(" ") keeps the text but glues punctuation to words
+    with pytest.raises(ExerciseFailed, match="empty piece|expected section 3's words"):
+        check_split_keeping_spacing(lambda text: re.split(r"( +)", text))
+    with pytest.raises(ExerciseFailed, match="return a list of strings"):
+        check_split_keeping_spacing(lambda text: tuple(split_keeping_spacing(text)))
 
-    with pytest.raises(ExerciseFailed, match=r"merge\(\[1, 2, 3, 1, 2\], \(1, 2\), 9\) gave"):
-        check_merge(overlapping)
 
-    def replace_all_at_once(ids, pair, new_id):  # correct except for overlaps: no skipping past a match
-        out, i = [], 0
-        while i < len(ids):
-            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-                out.append(new_id)
-                if not (i + 2 < len(ids) and ids[i + 2] == pair[1] and pair[0] == pair[1]):
-                    i += 1
-            else:
-                out.append(ids[i])
-            i += 1
-        return out
+def encode(text, char_to_id, offset=True, use_ord=False):
+    n = len(char_to_id) if offset else 0
+    ids = []
+    for c in text:
+        if c in char_to_id:
+            ids.append(char_to_id[c])
+        elif use_ord:
+            ids.append(n + ord(c))
+        else:
+            ids.extend(n + b for b in c.encode("utf-8"))
+    return ids
 
-    with pytest.raises(ExerciseFailed, match=r"\[5, 5, 5\], \(5, 5\), 9\) gave .* overlaps"):
-        check_merge(replace_all_at_once)
+
+def decode(ids, char_to_id, together=True):
+    id_to_char = {i: c for c, i in char_to_id.items()}
+    n, out, pending = len(char_to_id), [], []
+    for i in ids + [None]:
+        if i is not None and i >= n:
+            pending.append(i - n)
+            if not together:
+                out.append(bytes(pending).decode("utf-8"))
+                pending = []
+            continue
+        if pending:
+            out.append(bytes(pending).decode("utf-8"))
+            pending = []
+        if i is not None:
+            out.append(id_to_char[i])
+    return "".join(out)
+
+
+def test_byte_fallback_checker(capsys):
+    check_byte_fallback(encode, decode)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="not ord"):
+        check_byte_fallback(lambda t, c: encode(t, c, use_ord=True), decode)
+    with pytest.raises(ExerciseFailed, match="must come after the"):
+        check_byte_fallback(lambda t, c: encode(t, c, offset=False), decode)
+    with pytest.raises(ExerciseFailed, match="decode them together"):
+        check_byte_fallback(encode, lambda ids, c: decode(ids, c, together=False))
+    with pytest.raises(ExerciseFailed, match="list of ints"):
+        check_byte_fallback(lambda t, c: torch.tensor(encode(t, c)), decode)
 
 
 def test_pad_batch_checker_rejects_wrong_answers():

@@ -195,9 +195,9 @@ def draw_transformer(kind: str = "encoder-decoder", ax=None):
                       [("norm1", "add1"), ("norm2", "add2")])
         ax.text(2.3, -0.05, "DECODER-ONLY (GPT, pre-norm)", ha="center", va="top", fontsize=10,
                 weight="bold")
-        _legend(ax, -0.4, dec["probs"][2])
+        _legend(ax, 1.75, -0.55)  # under the column's name, clear of every box
         ax.set_xlim(-0.7, 4.9)
-        ax.set_ylim(-0.5, dec["probs"][1] + 0.2)
+        ax.set_ylim(-0.75, dec["probs"][1] + 0.2)
         ax.set_title("The decoder-only language model")
     ax.set_aspect("equal")
     ax.axis("off")

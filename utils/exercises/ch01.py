@@ -2,62 +2,84 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import re
 
 import torch
 
-from utils.exercises import checker, expect, expect_shape
+from utils.exercises import ExerciseFailed, checker, expect, expect_shape
+
+WORD_PATTERN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")  # section 3's words and punctuation
+PIECE_PATTERN = re.compile(r"\w+(?:'\w+)*|[^\w\s]|\s+")  # ... and runs of whitespace
 
 
-def _reference_pair_counts(ids: list[int]) -> Counter:
-    return Counter(zip(ids, ids[1:]))
-
-
-@checker("Exercise 1.1 — counting pairs")
-def check_pair_counts(pair_counts) -> None:
-    """``pair_counts(ids)`` returns {(a, b): how often b directly follows a in ids}."""
+@checker("Exercise 1.1 — words that give the text back")
+def check_split_keeping_spacing(split_keeping_spacing) -> None:
+    """``split_keeping_spacing(text)``: section 3's words and marks, plus each run of whitespace as one piece."""
     cases = [
-        [1, 2, 3, 1, 2],
-        [7, 7, 7],  # overlapping pairs count every time: (7, 7) twice
-        [4],
-        [],
-        list(b"hello hello"),
+        "O'er the hill, good-night!",
+        "ROMEO:\nIs the day so young?\n\n",
+        "  two  spaces,\ttab and trailing ",
+        "",
+        "word",
     ]
-    for ids in cases:
-        counts = pair_counts(list(ids))
-        expect(isinstance(counts, dict), f"return a dict (or Counter) of pair -> count, got {type(counts).__name__}")
-        counts = {tuple(pair): n for pair, n in counts.items() if n}
-        expected = dict(_reference_pair_counts(ids))
-        if len(ids) < 2:
-            expect(counts == {}, f"pair_counts({ids}) should be empty (fewer than two ids), got {counts}")
-            continue
-        for pair, n in expected.items():
-            expect(pair in counts, f"pair_counts({ids}) is missing the pair {pair}, which occurs {n} time(s)")
-            expect(counts[pair] == n, f"pair_counts({ids}) gives {pair} a count of {counts[pair]}, expected {n}")
-        extra = sorted(set(counts) - set(expected))
-        expect(not extra, f"pair_counts({ids}) lists pairs that are not adjacent in it: {extra}")
+    for text in cases:
+        pieces = split_keeping_spacing(text)
+        expect(isinstance(pieces, list) and all(isinstance(p, str) for p in pieces),
+               f"return a list of strings, got {type(pieces).__name__}")
+        expect(all(pieces), f"split_keeping_spacing({text!r}) contains an empty piece: {pieces}")
+        expect("".join(pieces) == text,
+               f"joining the pieces of {text!r} gives {''.join(pieces)!r}: every character, spaces "
+               "and newlines included, must be in exactly one piece")
+        words = [p for p in pieces if not p.isspace()]
+        expected_words = WORD_PATTERN.findall(text)
+        expect(words == expected_words,
+               f"the pieces of {text!r} that are not whitespace are {words}, expected section 3's "
+               f"words and marks {expected_words}")
+        expected = PIECE_PATTERN.findall(text)
+        expect(len(pieces) <= len(expected),
+               f"split_keeping_spacing({text!r}) gave {pieces}: a run of whitespace (such as two "
+               "spaces or two newlines) is one piece, so that a word tokenizer learns it as one token")
+        expect(pieces == expected, f"split_keeping_spacing({text!r}) gave {pieces}, expected {expected}")
 
 
-@checker("Exercise 1.2 — merging a pair")
-def check_merge(merge) -> None:
-    """``merge(ids, pair, new_id)`` replaces each occurrence of pair, left to right, by new_id."""
-    cases = [
-        (([1, 2, 3, 1, 2], (1, 2), 9), [9, 3, 9]),
-        (([1, 2, 3], (2, 1), 9), [1, 2, 3]),
-        (([5, 5, 5], (5, 5), 9), [9, 5]),
-        (([5, 5, 5, 5], (5, 5), 9), [9, 9]),
-        (([2, 1, 2, 1, 2], (1, 2), 9), [2, 9, 9]),
-        (([], (1, 2), 9), []),
-        (([1], (1, 2), 9), [1]),
-    ]
-    for (ids, pair, new_id), expected in cases:
-        original = list(ids)
-        result = merge(list(ids), pair, new_id)
-        expect(isinstance(result, list), f"return a list of ids, got {type(result).__name__}")
-        hint = ""
-        if pair[0] == pair[1]:
-            hint = " (an occurrence that overlaps one already merged is left alone: scan left to right and skip both ids)"
-        expect(result == expected, f"merge({original}, {pair}, {new_id}) gave {result}, expected {expected}{hint}")
+def _reference_fallback(text: str, char_to_id: dict[str, int]) -> list[int]:
+    n = len(char_to_id)
+    ids = []
+    for character in text:
+        if character in char_to_id:
+            ids.append(char_to_id[character])
+        else:
+            ids.extend(n + byte for byte in character.encode("utf-8"))
+    return ids
+
+
+@checker("Exercise 1.2 — byte fallback: a character tokenizer with no unknowns")
+def check_byte_fallback(encode, decode) -> None:
+    """``encode(text, char_to_id)``: known characters by id, others as their UTF-8 bytes (ids n + byte);
+    ``decode(ids, char_to_id)`` gives the text back."""
+    char_to_id = {c: i for i, c in enumerate(sorted(set("abcdefghijklmnopqrstuvwxyz ,.!?\n")))}
+    n = len(char_to_id)
+    cases = ["hello, world", "café", "naïve — 🙂!", "é", "日本", ""]
+    for text in cases:
+        expected = _reference_fallback(text, char_to_id)
+        ids = encode(text, dict(char_to_id))
+        expect(isinstance(ids, list) and all(isinstance(i, int) for i in ids),
+               f"encode should return a list of ints, got {type(ids).__name__} {str(ids)[:40]}")
+        if text and len(ids) == len(text) and ids != expected:
+            expect(False, f"encode({text!r}) gave {ids}: one id per character, but an unknown character "
+                          f"becomes its UTF-8 bytes, character.encode('utf-8'), not ord(character) (é is 2 bytes, "
+                          f"🙂 is 4): {expected}")
+        if text and ids != expected and ids == [e - n if e >= n else e for e in expected]:
+            expect(False, f"encode({text!r}) gave {ids}: a byte's id must come after the {n} character "
+                          f"ids (n + byte), or byte 3 and character 3 would be the same token")
+        expect(ids == expected, f"encode({text!r}) gave {ids}, expected {expected}")
+        try:
+            back = decode(list(expected), dict(char_to_id))
+        except UnicodeDecodeError as error:
+            raise ExerciseFailed(
+                f"decode({expected}) raised {error}: a byte alone is not a character; collect the "
+                "consecutive byte ids and decode them together with bytes(...).decode('utf-8')") from None
+        expect(back == text, f"decode({expected}) gave {back!r}, expected {text!r}")
 
 
 @checker("Exercise 1.3 — padding a batch")
