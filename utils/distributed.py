@@ -5,7 +5,7 @@ batch; after ``backward`` the gradients are averaged across processes
 (all-reduce), so every copy takes the same optimizer step.
 :class:`~torch.nn.parallel.DistributedDataParallel` (DDP) does the averaging.
 
-``torchrun --nproc_per_node=N`` starts the N processes and tells each one its
+``torchrun --nproc_per_node=W`` starts the W processes and tells each one its
 place through environment variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR``, ``MASTER_PORT``). This module
 
@@ -15,7 +15,7 @@ place through environment variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 * lets rank 0 alone print and write: :func:`print_main`, :func:`save_main`;
 * gives each rank its own part of the data: :func:`split_batches` (a list of
   batches, e.g. the translator's length buckets) and :func:`rank_batch_at`
-  (micro-batch ``i`` of rank ``r`` is the single-process micro-batch ``i·N + r``);
+  (micro-batch ``i`` of rank ``r`` of ``W`` is the single-process micro-batch ``i·W + r``);
 * averages a number over ranks for logging: :func:`mean_over_ranks` (a tensor, left on the
   device: :func:`mean_tensor_over_ranks`);
 * starts N ``gloo`` processes from a notebook or a test, with the same environment
@@ -134,15 +134,15 @@ def barrier() -> None:
         dist.barrier()
 
 
-# --- the Trainer in N processes -------------------------------------------------------
+# --- the Trainer in W processes -------------------------------------------------------
 
 
 class DataParallel:
-    """What the Trainer of chapter 11 does differently in N processes; its one-process twin is
+    """What the Trainer of chapter 11 does differently in W processes; its one-process twin is
     :class:`utils.trainer.OneProcess`, with the same methods.
 
     * the process group is joined (:func:`init_from_environment`); rank 0 alone prints and writes;
-    * :meth:`batches`: rank r of N takes the single-process micro-batches i·N + r (:func:`rank_batch_at`);
+    * :meth:`batches`: rank r of W takes the single-process micro-batches i·W + r (:func:`rank_batch_at`);
     * :meth:`wrap`: DDP, which all-reduces the gradients during ``backward``;
     * :meth:`accumulating`: no all-reduce until the last micro-batch of a step (``no_sync``);
     * :meth:`mean`: a number or a tensor averaged over the ranks (a tensor stays on its device).
@@ -178,7 +178,7 @@ def launched_processes(device: torch.device | str) -> DataParallel | None:
 
 
 def print_main(*args, **kwargs) -> None:
-    """``print`` on rank 0 only: N processes would print every line N times."""
+    """``print`` on rank 0 only: W processes would print every line W times."""
     if is_main():
         print(*args, **kwargs)
 
@@ -286,7 +286,7 @@ def rank_batch_at(batch_at: Callable[[int], tuple], rank: int | None = None,
 
 
 
-# --- starting N processes from a notebook or a test -----------------------------------
+# --- starting W processes from a notebook or a test -----------------------------------
 
 
 def free_port() -> int:

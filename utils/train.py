@@ -10,7 +10,7 @@
 * :mod:`utils.command_line` (chapters 11 and 12) — ``python -m utils.train gpt|translate``.
 
 Every name is importable from here, as the chapters do (``from utils.train import
-Trainer``). Chapter 14 runs the trainer in N processes through one seam,
+Trainer``). Chapter 14 runs the trainer in W processes through one seam,
 :class:`utils.distributed.DataParallel`.
 """
 

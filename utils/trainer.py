@@ -12,7 +12,7 @@
 * :func:`random_windows` / :func:`whole_split_loss` — training batches and an exact
   validation loss for a language model on one long token stream.
 
-The trainer runs in one process. Chapter 14 runs it in N processes: it hands the
+The trainer runs in one process. Chapter 14 runs it in W processes: it hands the
 trainer a :class:`utils.distributed.DataParallel` in place of :class:`OneProcess`,
 the one place where ranks reach this module (``processes=``; under torchrun the
 trainer finds it itself). Everything here is also importable from :mod:`utils.train`.
@@ -237,7 +237,7 @@ READ_EVERY = 25  # Trainer: steps between two reads of the losses from the devic
 class OneProcess:
     """How a :class:`Trainer` runs as the only process: every method leaves things as they are.
 
-    Chapter 14's :class:`utils.distributed.DataParallel` has the same methods for N
+    Chapter 14's :class:`utils.distributed.DataParallel` has the same methods for W
     processes: each rank its own micro-batches, DDP's all-reduce of the gradients, and
     means over the ranks.
     """
@@ -337,7 +337,7 @@ class Trainer:
         return self.processes.world_size > 1
 
     def _prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model the training steps call (wrapped by DDP in N processes), compiled if asked."""
+        """The model the training steps call (wrapped by DDP in W processes), compiled if asked."""
         model = self.processes.wrap(model)
         if self.config.compile:
             return torch.compile(model)
@@ -388,7 +388,7 @@ class Trainer:
                     loss = self.loss_of(self.forward_model, batch) / c.accumulation_steps
                 self.scaler.scale(loss).backward()  # gradients add up over the micro-batches
             total += loss.detach().float()
-        total = self.processes.mean(total)  # in N processes every rank then skips, or steps, alike
+        total = self.processes.mean(total)  # in W processes every rank then skips, or steps, alike
         grad_norm = None
         # On the CPU, reading the loss costs nothing (no device to wait for): a non-finite step is skipped here.
         self._skipped_now = not self.skips_on_device and not math.isfinite(total.item())
@@ -400,7 +400,7 @@ class Trainer:
                 self.optimizer.found_inf = (~torch.isfinite(total)).float()  # 1: the fused kernel changes nothing
                 self.optimizer.step()
                 del self.optimizer.found_inf
-            else:  # fp16: the GradScaler skips a step whose gradients are not finite (on the device when fused)
+            else:  # fp16: the GradScaler skips a step with non-finite gradients; disabled, it just steps
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -599,7 +599,7 @@ def whole_split_loss(
     one shorter), so each of the ``len(data) - 1`` targets is scored exactly once,
     with between 0 and ``block_size - 1`` tokens of context before it. Runs in eval
     mode under ``no_grad``; the model's mode is restored afterwards. Under torchrun
-    (chapter 14) each of the N processes scores every N-th batch of windows and the
+    (chapter 14) each of the W processes scores every W-th batch of windows and the
     sums are added up, so all of them get the same whole-split loss in 1/N of the time.
     """
     if data.ndim != 1 or len(data) < 2:

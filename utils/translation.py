@@ -203,7 +203,7 @@ def translation_loss(model: Transformer, batch, *, pad_id: int, label_smoothing:
 def validation_loss(model: Transformer, encoded, tokenizer: BPETokenizer, max_tokens: int) -> float:
     """Mean cross-entropy per target token over the whole split (no label smoothing).
 
-    Under torchrun each process scores every N-th batch and the sums are added up."""
+    Under torchrun each of the W processes scores every W-th batch and the sums are added up."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for batch in distributed.share_of(bucket_batches(pair_lengths(encoded), max_tokens, seed=None)):
@@ -237,6 +237,9 @@ def translate(
     A translation may have up to 1.5 times as many tokens as the longest source of its
     batch plus ``extra_tokens`` (English captions are about as long as German ones).
     """
+    batch_size = check_int("batch_size", batch_size, minimum=1)  # before any work, not a traceback after it
+    extra_tokens = check_int("extra_tokens", extra_tokens, minimum=0)
+    beam_size = check_int("beam_size", beam_size, minimum=1)
     device = next(model.parameters()).device
     max_len = model.config.max_len
     encoded = [tokenizer.encode(s)[:max_len] or [tokenizer.eos_id] for s in sentences]
@@ -420,8 +423,8 @@ def run(
     train_encoded = encode_pairs(train_pairs, tokenizer, model_config.max_len)
     val_encoded = encode_pairs(val_pairs, tokenizer, model_config.max_len)
     batch_at, per_epoch = epoch_batches(train_encoded, tokenizer, data["max_tokens"], seed=seed)
-    # Under torchrun each of the N processes takes its own micro-batch at every step: an epoch is
-    # per_epoch / N steps.
+    # Under torchrun each of the W processes takes its own micro-batch at every step: an epoch is
+    # per_epoch / W steps.
     processes = distributed.launched_world_size()  # the process group is joined later, by the Trainer
     steps_per_epoch = max(1, per_epoch // processes)
     overrides = dict(device=device, compile=compile, seed=seed, eval_every=steps_per_epoch)
