@@ -317,3 +317,40 @@ def test_bad_launches_are_named(monkeypatch):
     with pytest.raises(ValueError, match="no backend for Apple's MPS"):
         distributed.init_from_environment()
     assert not dist.is_initialized()
+
+
+def test_the_trainer_reaches_ranks_only_through_its_processes():
+    """Chapter 11's Trainer has no rank logic: batches, DDP, no_sync and means all go through ``processes``."""
+    import inspect
+
+    from utils.trainer import OneProcess
+
+    calls, seen = [], []
+
+    class Recording(OneProcess):  # rank 1 of 2, as DataParallel would be
+        def batches(self, batch_at):
+            calls.append("batches")
+            return lambda i: seen.append(2 * i + 1) or batch_at(2 * i + 1)
+
+        def wrap(self, model):
+            calls.append("wrap")
+            return model
+
+        def accumulating(self, model, last):
+            calls.append(("accumulating", last))
+            return contextlib.nullcontext()
+
+        def mean(self, value):
+            calls.append("mean")
+            return value
+
+    config = TrainConfig(steps=2, batch_size=B, accumulation_steps=2, warmup_steps=0, device="cpu")
+    trainer = Trainer(make_model(), config, batch_at=micro_batch, processes=Recording(torch.device("cpu")))
+    trainer.fit()
+    step = [("accumulating", False), ("accumulating", True), "mean"]
+    assert calls == ["batches", "wrap", *step, *step] and seen == [1, 3, 5, 7]
+    source = inspect.getsource(Trainer)
+    for rank_logic in ("DistributedDataParallel", "no_sync", "rank_batch_at", "world_size()", "mean_over_ranks"):
+        assert rank_logic not in source, rank_logic
+    code = source.replace("utils.distributed.", "")  # the docstrings name the seam's class
+    assert code.count("distributed.") == 1 and "distributed.launched_processes(" in code  # the one seam
