@@ -421,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     only = {g.strip() for g in args.only.split(",") if g.strip()}
     if not only or only - set(GROUPS):
         parser.error(f"--only: groups are {', '.join(GROUPS)}, got {args.only!r}")
-    if args.budget <= 0 or args.reserve < 0 or args.parallel < 0 or args.translate_steps < 1:
+    if not (0 < args.budget < float("inf") and 0 <= args.reserve < float("inf")) or args.parallel < 0 \
+            or args.translate_steps < 1:
         parser.error("--budget must be > 0, --reserve and --parallel >= 0, --translate-steps >= 1")
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
     jobs = plan(nanogpt, only, args.translate_steps, work)

@@ -61,3 +61,47 @@ def test_a_char_tokenizer_with_a_lone_surrogate_is_refused_when_built():
         CharTokenizer(["a", "\udfff"], specials=True)
     pair = "\ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16")  # a joined pair: one character
     assert CharTokenizer.from_text("a" + pair).encode(pair) == [1]
+
+
+# The same classes elsewhere in the decoding and timing helpers: a bool or a float where an
+# integer is meant, a non-finite number, each named before any work starts.
+
+
+def test_beam_and_sampling_settings_are_checked_like_every_other_argument():
+    from utils.generate import beam_translate, generate, translation_scores
+    from utils.models import GPT, GPTConfig, Transformer, TransformerConfig
+
+    model = Transformer(TransformerConfig(src_vocab_size=20, tgt_vocab_size=24, C=16, n_heads=2, max_len=24)).eval()
+    src = torch.tensor([[3, 4, 5]])
+    for name, value in (("beam_size", True), ("beam_size", 2.0), ("max_new_tokens", True), ("max_new_tokens", 5.5),
+                        ("sos_id", 1.0), ("eos_id", None), ("pad_id", -1)):
+        settings = {"sos_id": 1, "eos_id": 2, name: value}
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            beam_translate(model, src, **settings)
+    with pytest.raises(ValueError, match="^alpha must be a finite number"):
+        translation_scores(model, src, torch.tensor([[1, 5, 2]]), eos_id=2, alpha=float("nan"))
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=8, C=16, n_heads=2, n_layers=1)).eval()
+    for name, value in (("temperature", True), ("temperature", float("inf")), ("top_p", True)):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            generate(gpt, torch.tensor([[1]]), 2, **{name: value})
+
+
+def test_translate_checks_its_batch_size_before_any_work():
+    from utils.models import Transformer, TransformerConfig
+    from utils.tokenizers import BPETokenizer
+    from utils.translation import translate
+
+    tokenizer = BPETokenizer([], specials=True)
+    model = Transformer(TransformerConfig(src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size,
+                                          C=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, pad_id=0)).eval()
+    for name, value in (("batch_size", 0), ("batch_size", 2.5), ("extra_tokens", -1), ("beam_size", 0)):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            translate(model, tokenizer, ["ein Hund"], **{name: value})
+
+
+def test_timing_helpers_name_bad_counts():
+    from utils.profiling import seconds_per_call
+
+    for name, value in (("repeat", 2.5), ("warmup", True), ("repeat", 0)):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            seconds_per_call(lambda: None, **{name: value})

@@ -52,8 +52,10 @@ def test_without_nanogpt_the_race_is_ours_alone_and_bad_paths_are_refused(monkey
     with pytest.raises(SystemExit) as stop:
         gpu_check.main(["--dry-run", "--out", str(tmp_path), "--nanogpt", str(tmp_path / "absent")])
     assert stop.value.code == 2 and "is not a folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        gpu_check.main(["--dry-run", "--out", str(tmp_path), "--only", "chapters,nonsense"])
+    for bad in (["--only", "chapters,nonsense"], ["--budget", "nan"], ["--reserve", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            gpu_check.main(["--dry-run", "--out", str(tmp_path), *bad])
+        assert stop.value.code == 2
 
 
 def test_a_real_run_needs_a_gpu(monkeypatch, tmp_path, capsys):

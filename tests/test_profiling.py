@@ -42,7 +42,7 @@ def test_timing_and_profile_helpers():
     calls = []
     assert seconds_per_call(lambda: calls.append(1), repeat=3, warmup=2) >= 0
     assert len(calls) == 5
-    with pytest.raises(ValueError, match="repeat >= 1"):
+    with pytest.raises(ValueError, match="repeat must be >= 1"):
         seconds_per_call(lambda: None, repeat=0)
     x = torch.randn(64, 64)
     with torch.profiler.profile() as profile:

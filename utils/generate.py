@@ -161,11 +161,12 @@ def sample_next(
 
 def _check_sampling(temperature, top_k, top_p) -> None:
     """The sampling arguments, checked before anything runs (also when 0 tokens are asked for)."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+                                             and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, (int, float)) and 0 < top_p <= 1)):
         raise ValueError(f"top_p must be None or a number with 0 < top_p <= 1, got {top_p!r}")
 
 
@@ -363,6 +364,8 @@ def translation_scores(
     count: the quantity :func:`beam_translate` maximises. Computed by teacher
     forcing, independently of any search. Returns (B,), on the model's device.
     """
+    eos_id, pad_id = check_int("eos_id", eos_id, minimum=0), check_int("pad_id", pad_id, minimum=0)
+    alpha = check_number("alpha", alpha)
     device = model_device(model, src.device)
     config = getattr(model, "config", None)
     src = _checked_to(src, device, getattr(config, "src_vocab_size", None), "src")
@@ -427,12 +430,12 @@ def beam_translate(
     cache) and feeds only the newest token; after each step the cache rows follow
     their beams (``KVCache.select``). The result is the same, in far fewer operations.
     """
-    if src.ndim != 2:
-        raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(src.shape)}")
-    if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if not isinstance(src, torch.Tensor) or src.ndim != 2:
+        raise ValueError(f"src must be token ids of shape (B, T_enc), got {tuple(getattr(src, 'shape', ())) or src!r}")
+    beam_size = check_int("beam_size", beam_size, minimum=1)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=0)
+    sos_id, eos_id = check_int("sos_id", sos_id, minimum=0), check_int("eos_id", eos_id, minimum=0)
+    pad_id = check_int("pad_id", pad_id, minimum=0)
     # the early stop below is exact only when the penalty does not shrink with length
     alpha = check_number("alpha", alpha, minimum=0)
     config = getattr(model, "config", None)

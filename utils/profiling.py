@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from utils.checks import check_int
+
 # The profiler's C++ side logs "profiler_start/stop" lines to stderr unless told otherwise.
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
@@ -81,8 +83,7 @@ def time_call(fn: Callable[[], object], device: torch.device | str | None = None
 
 def seconds_per_call(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, device=None) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeat`` calls, after ``warmup`` calls."""
-    if repeat < 1 or warmup < 0:
-        raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    repeat, warmup = check_int("repeat", repeat, minimum=1), check_int("warmup", warmup, minimum=0)
     for _ in range(warmup):
         fn()
     return statistics.median(time_call(fn, device)[0] for _ in range(repeat))
