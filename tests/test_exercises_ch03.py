@@ -6,69 +6,61 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch03 import check_shift_matrix, check_sinusoidal, check_wavelengths
-from utils.positional import sinusoidal_positions
+from utils.exercises.ch03 import check_alibi_bias, check_rotary, check_wavelengths
 
 
-def test_check_sinusoidal_explains_mistakes():
-    def swapped(T, C):  # cos in the even dimensions, sin in the odd ones
-        return sinusoidal_positions(T, C).view(T, C // 2, 2).flip(-1).reshape(T, C)
-
-    with pytest.raises(ExerciseFailed, match="swapped"):
-        check_sinusoidal(swapped)
-
-    def exponent_i_over_C(T, C):  # 10000^(i/C) with i counting pairs: frequencies too high
-        angle = torch.arange(T)[:, None] / 10000.0 ** (torch.arange(C // 2) / C)
-        return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(T, C)
-
-    with pytest.raises(ExerciseFailed, match="2i/C"):
-        check_sinusoidal(exponent_i_over_C)
-
-    def halves(T, C):  # all sines first, then all cosines (a common variant, not the paper's layout)
-        angle = torch.arange(T)[:, None] / 10000.0 ** (torch.arange(0, C, 2) / C)
-        return torch.cat([angle.sin(), angle.cos()], dim=-1)
-
-    with pytest.raises(ExerciseFailed, match="interleaves"):
-        check_sinusoidal(halves)
-
-    def base_1000(T, C):
-        angle = torch.arange(T)[:, None] / 1000.0 ** (torch.arange(0, C, 2) / C)
-        return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(T, C)
-
-    with pytest.raises(ExerciseFailed, match="differs from the expected values"):
-        check_sinusoidal(base_1000)
-    with pytest.raises(ExerciseFailed, match=r"shape \(8, 10\), expected \(10, 8\)"):
-        check_sinusoidal(lambda T, C: sinusoidal_positions(C, T))
+def alibi_bias(T, n_heads, first_head=1, sign=-1.0, masked=True):
+    slopes = 2.0 ** (-8.0 * (torch.arange(n_heads) + first_head) / n_heads)  # (n_heads,)
+    distance = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T): t - s
+    bias = sign * slopes[:, None, None] * distance  # (n_heads, T, T)
+    if masked:
+        bias = bias.masked_fill(distance < 0, float("-inf"))
+    return bias
 
 
-def rotation_blocks(k, C, sign):
-    blocks = []
-    for i in range(C // 2):
-        a = k / 10000.0 ** (2 * i / C)
-        blocks.append(torch.tensor([[math.cos(a), sign * math.sin(a)], [-sign * math.sin(a), math.cos(a)]]))
-    return torch.block_diag(*blocks)
-
-
-def test_check_shift_matrix_explains_mistakes():
-    check_shift_matrix(lambda k, C: rotation_blocks(k, C, +1))
+def test_check_alibi_bias_explains_mistakes(capsys):
+    check_alibi_bias(alibi_bias)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="-inf above the diagonal"):
+        check_alibi_bias(lambda T, n: alibi_bias(T, n, masked=False))
+    with pytest.raises(ExerciseFailed, match="reward looking far back"):
+        check_alibi_bias(lambda T, n: alibi_bias(T, n, sign=1.0))
+    with pytest.raises(ExerciseFailed, match="h counts from 0"):
+        check_alibi_bias(lambda T, n: alibi_bias(T, n, first_head=0))
     with pytest.raises(ExerciseFailed, match="wrong way"):
-        check_shift_matrix(lambda k, C: rotation_blocks(k, C, -1))
-    with pytest.raises(ExerciseFailed, match=r"shape \(2, 2\), expected \(4, 4\)"):
-        check_shift_matrix(lambda k, C: rotation_blocks(k, 2, +1))
+        check_alibi_bias(lambda T, n: alibi_bias(T, n).flip(0))
+    with pytest.raises(ExerciseFailed, match=r"shape \(5, 5\), expected \(4, 5, 5\)"):
+        check_alibi_bias(lambda T, n: alibi_bias(T, n)[0])
 
-    def one_frequency(k, C):  # every pair rotated by the first pair's angle
-        return torch.block_diag(*[rotation_blocks(k, 2, +1)] * (C // 2))
 
-    with pytest.raises(ExerciseFailed, match="largest difference"):
-        check_shift_matrix(one_frequency)
+def rotary(x, base=10000.0, sign=1.0, start=0, rotate_half=False, scale=1.0, power=1):
+    T, C = x.shape[-2:]
+    omega = base ** (-torch.arange(0, C, 2, dtype=torch.float64) / C)  # (C/2,)
+    angle = sign * (torch.arange(T, dtype=torch.float64)[:, None] + start) ** power * omega  # (T, C/2)
+    cos, sin = angle.cos(), angle.sin() * scale
+    x = x.double()
+    if rotate_half:
+        a, b = x[..., : C // 2], x[..., C // 2 :]
+        return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
 
-    def leaks(k, C):  # right blocks plus something outside them
-        M = rotation_blocks(k, C, +1)
-        M[0, -1] = 0.5
-        return M
 
-    with pytest.raises(ExerciseFailed, match="block-diagonal"):
-        check_shift_matrix(leaks)
+def test_check_rotary_explains_mistakes(capsys):
+    check_rotary(rotary)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="keeps every vector's length"):
+        check_rotary(lambda x, base: rotary(x, base, scale=2.0))
+    with pytest.raises(ExerciseFailed, match="positions start at 1"):
+        check_rotary(lambda x, base: rotary(x, base, start=1))
+    with pytest.raises(ExerciseFailed, match="rotate half"):
+        check_rotary(lambda x, base: rotary(x, base, rotate_half=True))
+    with pytest.raises(ExerciseFailed, match="other way round"):
+        check_rotary(lambda x, base: rotary(x, base, sign=-1.0))
+    with pytest.raises(ExerciseFailed, match="depends on the offset only"):  # angle not linear in t
+        check_rotary(lambda x, base: rotary(x, base, power=2))
+    with pytest.raises(ExerciseFailed, match=r"rotary\(x, base=100\)"):  # the base ignored
+        check_rotary(lambda x, base: rotary(x, 10000.0))
 
 
 def test_check_wavelengths_explains_mistakes():

@@ -1,46 +1,41 @@
-"""Chapter 04's checkers: they pass the reference solutions and reject plausible wrong answers."""
+"""Chapter 04's checkers: they pass right answers and name plausible mistakes."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch04 import (
-    check_multi_head_forward,
-    check_parameter_count,
-    check_scaled_dot_product,
+    check_multi_query_attention,
+    check_next_token_head,
+    check_relative_attention,
     check_split_heads,
 )
 
 
-def test_scaled_dot_product_checker_rejects_wrong_answers():
-    def unscaled(q, k, v):
-        weights = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
-        return weights @ v, weights
+def next_token_head(scale=8.0, back=False):
+    W_Q, W_K = torch.zeros(4, 4), torch.eye(4)
+    for t in range(4):
+        if 0 <= t + (-1 if back else 1) < 4:
+            W_Q[t, t + (-1 if back else 1)] = scale
+    return W_Q, W_K
 
-    with pytest.raises(ExerciseFailed, match="without the scale"):
-        check_scaled_dot_product(unscaled)
 
-    def divided_by_d_k(q, k, v):
-        weights = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1], dim=-1)
-        return weights @ v, weights
-
-    with pytest.raises(ExerciseFailed, match="divide by its square root"):
-        check_scaled_dot_product(divided_by_d_k)
-
-    def softmax_over_queries(q, k, v):
-        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-2)
-        return weights @ v, weights
-
-    with pytest.raises(ExerciseFailed, match="sum of each query's weights"):
-        check_scaled_dot_product(softmax_over_queries)
-
-    def output_only(q, k, v):
-        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
-
-    with pytest.raises(ExerciseFailed, match=r"return the pair \(output, weights\)"):
-        check_scaled_dot_product(output_only)
+def test_next_token_head_checker(capsys):
+    check_next_token_head(next_token_head)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="PREVIOUS token"):
+        check_next_token_head(lambda: next_token_head(back=True))
+    with pytest.raises(ExerciseFailed, match="scale W_Q up"):
+        check_next_token_head(lambda: next_token_head(scale=2.0))
+    with pytest.raises(ExerciseFailed, match="reads itself"):
+        check_next_token_head(lambda: (8 * torch.eye(4), torch.eye(4)))
+    with pytest.raises(ExerciseFailed, match="return a tuple"):
+        check_next_token_head(lambda: next_token_head()[0])
+    with pytest.raises(ExerciseFailed, match="at least 0.9"):  # uniform weights
+        check_next_token_head(lambda: (torch.zeros(4, 4), torch.eye(4)))
 
 
 def test_split_heads_checker_rejects_a_plain_view():
@@ -67,36 +62,58 @@ def test_split_heads_checker_rejects_a_plain_view():
         check_split_heads(split, merge_without_transpose)
 
 
-def test_parameter_count_checker_rejects_wrong_answers():
-    with pytest.raises(ExerciseFailed, match=r"C=32, n_heads=4, bias=True you gave 3168, but the layer has 4224"):
-        check_parameter_count(lambda C, n_heads, bias=True: 3 * C * C + (3 * C if bias else 0))  # no out_proj
-    with pytest.raises(ExerciseFailed, match="four C×C maps"):
-        check_parameter_count(lambda C, n_heads, bias=True: 4 * C * (C // n_heads) + 4 * C)  # one head's worth
+def relative_attention(q, k, v, table, reverse=False, before_scale=False, after_softmax=False):
+    T, d = q.shape[-2], q.shape[-1]
+    offsets = torch.arange(T)[None, :] - torch.arange(T)[:, None]  # s - t
+    bias = table[:, (-offsets if reverse else offsets) + T - 1]  # (n_heads, T, T)
+    scores = q @ k.transpose(-2, -1)
+    if before_scale:
+        scores = (scores + bias) / math.sqrt(d)
+    else:
+        scores = scores / math.sqrt(d) + (0 if after_softmax else bias)
+    weights = torch.softmax(scores, dim=-1) + (bias if after_softmax else 0)
+    return weights @ v
 
 
-def _forward(module, x, *, plain_view=False, project=True, scale=True):
-    B, T, C = x.shape
-    n_heads, head_size = module.n_heads, C // module.n_heads
-
-    def split(t):
-        if plain_view:
-            return t.reshape(B, n_heads, T, head_size)
-        return t.view(B, T, n_heads, head_size).transpose(1, 2)
-
-    q, k, v = split(module.q_proj(x)), split(module.k_proj(x)), split(module.v_proj(x))
-    scores = q @ k.transpose(-2, -1) / (math.sqrt(head_size) if scale else 1.0)
-    out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
-    return module.out_proj(out) if project else out
-
-
-def test_multi_head_forward_checker_accepts_the_forward_and_names_slips(capsys):
-    check_multi_head_forward(_forward)
+def test_relative_attention_checker(capsys):
+    check_relative_attention(relative_attention)
     assert "✓" in capsys.readouterr().out
-    with pytest.raises(ExerciseFailed, match="without the output projection"):
-        check_multi_head_forward(lambda module, x: _forward(module, x, project=False))
-    with pytest.raises(ExerciseFailed, match="mix tokens"):
-        check_multi_head_forward(lambda module, x: _forward(module, x, plain_view=True))
-    with pytest.raises(ExerciseFailed, match="largest difference"):
-        check_multi_head_forward(lambda module, x: _forward(module, x, scale=False))
-    with pytest.raises(ExerciseFailed, match="shape"):
-        check_multi_head_forward(lambda module, x: x[:, :-1])
+    with pytest.raises(ExerciseFailed, match="t - s"):
+        check_relative_attention(lambda q, k, v, b: relative_attention(q, k, v, b, reverse=True))
+    with pytest.raises(ExerciseFailed, match="after dividing by √d"):
+        check_relative_attention(lambda q, k, v, b: relative_attention(q, k, v, b, before_scale=True))
+    with pytest.raises(ExerciseFailed, match="before softmax"):
+        check_relative_attention(lambda q, k, v, b: relative_attention(q, k, v, b, after_softmax=True))
+    with pytest.raises(ExerciseFailed, match="ignores the bias"):
+        check_relative_attention(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v))
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor"):
+        check_relative_attention(lambda q, k, v, b: None)
+
+
+def multi_query_attention(x, W_q, W_k, W_v, W_o, n_heads, causal=True, plain_view=False, scale_C=False,
+                          skip_out=False):
+    B, T, C = x.shape
+    head_size = C // n_heads
+    if plain_view:
+        q = (x @ W_q).view(B, n_heads, T, head_size)
+    else:
+        q = (x @ W_q).view(B, T, n_heads, head_size).transpose(1, 2)  # (B, n_heads, T, head_size)
+    k, v = (x @ W_k)[:, None], (x @ W_v)[:, None]  # (B, 1, T, head_size): broadcast over heads
+    scores = q @ k.transpose(-2, -1) / math.sqrt(C if scale_C else head_size)  # (B, n_heads, T, T)
+    if causal:
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+    return out if skip_out else out @ W_o
+
+
+def test_multi_query_attention_checker(capsys):
+    check_multi_query_attention(multi_query_attention)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="must be causal"):
+        check_multi_query_attention(lambda *a: multi_query_attention(*a, causal=False))
+    with pytest.raises(ExerciseFailed, match="skips W_o"):
+        check_multi_query_attention(lambda *a: multi_query_attention(*a, skip_out=True))
+    with pytest.raises(ExerciseFailed, match="mixes tokens"):
+        check_multi_query_attention(lambda *a: multi_query_attention(*a, plain_view=True))
+    with pytest.raises(ExerciseFailed, match="not by 1/√C"):
+        check_multi_query_attention(lambda *a: multi_query_attention(*a, scale_C=True))

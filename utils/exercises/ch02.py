@@ -5,69 +5,147 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from utils.exercises import ExerciseFailed, checker, expect, expect_close, expect_number, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
 
 
-@checker("Exercise 2.1 — an embedding without nn.Embedding")
-def check_embed_with_one_hot(embed_with_one_hot) -> None:
-    """``embed_with_one_hot(ids, weight)``: ids (B, T), weight (V, C) -> one_hot(ids) @ weight, (B, T, C)."""
+@checker("Exercise 2.1 — an embedding table's gradient, by hand")
+def check_embedding_grad(embedding_grad) -> None:
+    """``embedding_grad(ids, grad_out, V)``: dL/dW (V, C) of ``W[ids]``, given dL/d(output) (B, T, C)."""
     generator = torch.Generator().manual_seed(0)
-    for B, T, V, C in ((2, 5, 11, 3), (1, 4, 65, 8)):
-        weight = torch.randn(V, C, generator=generator)
-        ids = torch.randint(V // 2, (B, T), generator=generator)  # the largest id is well below V - 1
-        try:
-            vectors = embed_with_one_hot(ids, weight)
-        except NotImplementedError:
-            raise  # not attempted yet (NotImplementedError is a RuntimeError)
-        except RuntimeError as error:
-            raise ExerciseFailed(
-                f"with ids of shape {tuple(ids.shape)} (largest id {ids.max().item()}) and a weight of shape "
-                f"({V}, {C}) your code raised: {error}. Does your one-hot vector have V = {V} entries? "
-                "F.one_hot(ids) alone makes it only as long as the largest id + 1: pass num_classes=V"
-            ) from None
-        expect_shape(vectors, (B, T, C), f"embed_with_one_hot(ids of shape {(B, T)}, weight of shape {(V, C)})")
-        expect(vectors.is_floating_point(), f"the vectors should be floats like the weight, got dtype {vectors.dtype}")
-        expect_close(vectors, weight[ids], "your vectors")
+    B, T, V, C = 2, 6, 7, 3
+    ids = torch.tensor([[1, 4, 1, 1, 0, 6], [4, 2, 2, 6, 1, 3]])  # 1 occurs 4 times, 5 never
+    grad_out = torch.randn(B, T, C, generator=generator, dtype=torch.float64)
+    weight = torch.randn(V, C, dtype=torch.float64, requires_grad=True)
+    F.embedding(ids, weight).backward(grad_out)  # the reference: autograd through a lookup
+    expected = weight.grad
+    grad = embedding_grad(ids, grad_out, V)
+    expect_shape(grad, (V, C), "embedding_grad(ids, grad_out, V)")
+    grad = grad.detach().double()
+    expect(torch.all(grad[5] == 0),
+           f"token 5 never occurs in ids, so its row must get no gradient; yours is {grad[5].tolist()}")
+    overwritten = torch.zeros(V, C, dtype=torch.float64)
+    overwritten[ids.reshape(-1)] = grad_out.reshape(-1, C)
+    expect(not torch.allclose(grad, overwritten),
+           "token 1 occurs four times, so its row gets the sum of four gradients; assignment "
+           "(grad[ids] = ...) keeps only one of them. Add them up: index_add_ or one_hot.T @ grad_out")
+    counts = torch.bincount(ids.reshape(-1), minlength=V).clamp(min=1).double()[:, None]
+    expect(not torch.allclose(grad, expected / counts),
+           "you averaged the gradients of repeated tokens; the chain rule adds them (the lookup is "
+           "one_hot @ W, whose gradient is one_hot.T @ grad_out)")
+    expect_close(grad, expected, "your gradient", atol=1e-9)
 
 
-@checker("Exercise 2.2 — counting bigrams")
-def check_bigram_counts(bigram_counts) -> None:
-    """``bigram_counts(ids, V)``: (V, V) tensor, entry [i, j] = how often token j directly follows token i."""
-    ids = torch.tensor([0, 1, 1, 2, 0, 1, 3, 3, 3, 0])
+def _trigram_reference(train_ids: list[int], val_ids: list[int], V: int, alpha: float,
+                       row_alpha: float | None = None) -> float:
+    row_alpha = alpha * V if row_alpha is None else row_alpha
+    counts: dict[tuple[int, int, int], int] = {}
+    context: dict[tuple[int, int], int] = {}
+    for a, b, c in zip(train_ids, train_ids[1:], train_ids[2:]):
+        counts[a, b, c] = counts.get((a, b, c), 0) + 1
+        context[a, b] = context.get((a, b), 0) + 1
+    losses = [-math.log((counts.get((a, b, c), 0) + alpha) / (context.get((a, b), 0) + row_alpha))
+              for a, b, c in zip(val_ids, val_ids[1:], val_ids[2:])]
+    return sum(losses) / len(losses)
+
+
+@checker("Exercise 2.2 — a trigram model, counted")
+def check_trigram_loss(trigram_loss) -> None:
+    """``trigram_loss(train_ids, val_ids, V, alpha)``: mean -ln p(c | a, b) on val, counted on train, add-alpha."""
+    generator = torch.Generator().manual_seed(1)
     V = 5
-    expected = torch.zeros(V, V)
-    for current, following in zip(ids[:-1].tolist(), ids[1:].tolist()):
-        expected[current, following] += 1
-    counts = bigram_counts(ids, V)
-    expect_shape(counts, (V, V), f"bigram_counts(ids, V={V})")
-    counts = counts.detach().float().cpu()
-    expect(counts.sum().item() == len(ids) - 1,
-           f"a sequence of {len(ids)} tokens has {len(ids) - 1} neighbouring pairs, but your counts add up "
-           f"to {counts.sum().item():g}")
-    expect(not torch.equal(counts, expected.T) or torch.equal(expected, expected.T),
-           "rows and columns are swapped: row i is the current token, column j the token that follows it")
-    expect_close(counts, expected, f"bigram_counts of {ids.tolist()}")
+    train_ids = torch.randint(V, (300,), generator=generator)
+    train_ids[::7] = 0  # some structure: a 0 every 7 tokens
+    val_ids = torch.randint(V, (40,), generator=generator)
+    for alpha in (0.1, 1.0):
+        expected = _trigram_reference(train_ids.tolist(), val_ids.tolist(), V, alpha)
+        value = expect_number(trigram_loss(train_ids.clone(), val_ids.clone(), V, alpha), "trigram_loss")
+        expect(math.isfinite(value),
+               f"your loss is {value}: a trigram never seen in training has count 0; add alpha to every "
+               "count (and alpha * V to every row's total) so no probability is 0")
+        leaked = _trigram_reference(val_ids.tolist(), val_ids.tolist(), V, alpha)
+        expect(not math.isclose(value, leaked, rel_tol=1e-6),
+               "you counted the trigrams of the validation text itself: count on train_ids, score on val_ids")
+        no_row_alpha = _trigram_reference(train_ids.tolist(), val_ids.tolist(), V, alpha, row_alpha=alpha)
+        expect(not math.isclose(value, no_row_alpha, rel_tol=1e-6),
+               "each row's total must grow by alpha * V (alpha for each of the V possible next tokens), "
+               "or the smoothed probabilities of a row do not sum to 1")
+        bigram = _bigram_reference(train_ids.tolist(), val_ids.tolist(), V, alpha)
+        expect(not math.isclose(value, bigram, rel_tol=1e-6),
+               "that is the bigram model's loss (one token of context); the trigram reads two: "
+               "p(c | a, b) from counts of (a, b, c)")
+        expect(math.isclose(value, expected, rel_tol=1e-6),
+               f"with alpha = {alpha} you returned {value:.5f}, expected {expected:.5f}: p(c | a, b) = "
+               "(count(a, b, c) + alpha) / (count(a, b) + alpha * V), averaged over the "
+               f"{len(val_ids) - 2} trigrams of val_ids")
 
 
-@checker("Exercise 2.3 — the loss of a probability table")
-def check_table_loss(table_loss) -> None:
-    """``table_loss(probs, ids)``: mean of -ln probs[ids[t], ids[t + 1]] over the sequence's pairs."""
-    generator = torch.Generator().manual_seed(0)
+def _bigram_reference(train_ids: list[int], val_ids: list[int], V: int, alpha: float) -> float:
+    counts: dict[tuple[int, int], int] = {}
+    context: dict[int, int] = {}
+    for a, b in zip(train_ids, train_ids[1:]):
+        counts[a, b] = counts.get((a, b), 0) + 1
+        context[a] = context.get(a, 0) + 1
+    losses = [-math.log((counts.get((b, c), 0) + alpha) / (context.get(b, 0) + alpha * V))
+              for b, c in zip(val_ids[1:], val_ids[2:])]
+    return sum(losses) / len(losses)
+
+
+class _RunningMean(torch.nn.Module):
+    """A toy model whose logits at position t depend on every id up to t *within its input*.
+
+    So the loss depends on where the windows are cut, and only the exact cutting matches.
+    """
+
+    def __init__(self, V: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(2)
+        self.table = torch.nn.Parameter(torch.randn(V, V, generator=generator))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
+        rows = self.table[ids]  # (B, T, V)
+        steps = torch.arange(1, ids.shape[1] + 1, device=ids.device)[None, :, None]
+        return rows.cumsum(dim=1) / steps
+
+
+def _windowed_reference(model, ids: torch.Tensor, block_size: int, mean_of_means: bool = False,
+                        drop_last: bool = False) -> float:
+    n_targets = len(ids) - 1
+    total, count, means = 0.0, 0, []
+    with torch.no_grad():
+        for start in range(0, n_targets, block_size):
+            end = min(start + block_size, n_targets)
+            if drop_last and end - start < block_size:
+                break
+            logits = model(ids[start:end][None]).double()[0]  # (T, V)
+            losses = F.cross_entropy(logits, ids[start + 1 : end + 1], reduction="none")
+            total, count = total + losses.sum().item(), count + len(losses)
+            means.append(losses.mean().item())
+    return sum(means) / len(means) if mean_of_means else total / count
+
+
+@checker("Exercise 2.3 — the exact loss of a whole text, window by window")
+def check_whole_split_loss(whole_split_loss) -> None:
+    """``whole_split_loss(model, ids, block_size)``: every target of ``ids`` scored once, windows of block_size."""
     V = 6
-    probs = torch.softmax(torch.randn(V, V, generator=generator), dim=-1)
-    ids = torch.randint(V, (50,), generator=generator)
-    expected = -torch.log(probs[ids[:-1], ids[1:]]).mean().item()
-    value = expect_number(table_loss(probs, ids), "table_loss")
-    expect(not math.isclose(value, -expected, rel_tol=1e-4),
-           f"you returned {value:.4f}, the negative of the loss: the loss is -ln p, a positive number")
-    expect(not math.isclose(value, expected / math.log(2), rel_tol=1e-4),
-           f"you returned {value:.4f}, the loss in bits (log2); the book measures it in nats (natural log)")
-    transposed = -torch.log(probs[ids[1:], ids[:-1]]).mean().item()
-    expect(not math.isclose(value, transposed, rel_tol=1e-4),
-           "you looked up probs[next, current]; row = current token, column = next token: probs[current, next]")
-    expect(math.isclose(value, expected, rel_tol=1e-4),
-           f"you returned {value:.4f}, expected {expected:.4f} = mean of -ln probs[ids[t], ids[t+1]]")
-    uniform = expect_number(table_loss(torch.full((V, V), 1 / V), ids), "table_loss")
-    expect(math.isclose(uniform, math.log(V), rel_tol=1e-4),
-           f"a uniform table should cost ln V = {math.log(V):.4f}, you returned {uniform:.4f}")
+    model = _RunningMean(V)
+    ids = torch.randint(V, (103,), generator=torch.Generator().manual_seed(3))  # 102 targets
+    block_size = 10  # ten windows of 10 inputs, then one of 2
+    expected = _windowed_reference(model, ids, block_size)
+    value = expect_number(whole_split_loss(model, ids.clone(), block_size), "whole_split_loss")
+    expect(not math.isclose(value, _windowed_reference(model, ids, block_size, drop_last=True), rel_tol=1e-6),
+           "you left out the last, shorter window: its 2 targets must be scored too (every target once)")
+    expect(not math.isclose(value, _windowed_reference(model, ids, block_size, mean_of_means=True), rel_tol=1e-6),
+           "you averaged the windows' mean losses, which gives the short last window the weight of a "
+           "full one; add up the losses of all targets and divide by their number, len(ids) - 1")
+    expect(not math.isclose(value, _windowed_reference(model, ids, block_size - 1), rel_tol=1e-6),
+           f"your windows hold {block_size - 1} inputs; block_size = {block_size} is the number of inputs "
+           f"per window (a window of inputs ids[s : s + {block_size}] has targets ids[s + 1 : s + {block_size + 1}])")
+    expect(math.isclose(value, expected, rel_tol=1e-5),
+           f"you returned {value:.5f}, expected {expected:.5f}: cut ids[:-1] into windows of block_size "
+           "inputs from the start (the last one shorter), and score each window's targets once")
+    exact = F.cross_entropy(model(ids[None, :-1])[0].double(), ids[1:]).item()
+    value = expect_number(whole_split_loss(model, ids.clone(), len(ids) - 1), "whole_split_loss")
+    expect(math.isclose(value, exact, rel_tol=1e-5),
+           f"with one window holding the whole text, you returned {value:.5f}, expected {exact:.5f}")

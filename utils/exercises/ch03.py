@@ -7,54 +7,106 @@ import math
 import torch
 
 from utils.exercises import checker, expect, expect_close, expect_shape
-from utils.positional import sinusoidal_positions
 
 
 def _frequencies(C: int, base: float = 10000.0) -> torch.Tensor:
     return base ** (-torch.arange(0, C, 2, dtype=torch.float64) / C)  # (C/2,): ω_i = base^(-2i/C)
 
 
-@checker("Exercise 3.1 — sinusoidal positions from the formula")
-def check_sinusoidal(sinusoidal) -> None:
-    """``sinusoidal(T, C)`` returns the (T, C) table of the paper: even dims sin, odd dims cos."""
-    for T, C in ((10, 8), (50, 16)):
-        table = sinusoidal(T, C)
-        expect_shape(table, (T, C), f"sinusoidal({T}, {C})")
-        table = table.detach().float().cpu()
-        expected = sinusoidal_positions(T, C)
-        swapped = expected.view(T, C // 2, 2).flip(-1).reshape(T, C)
-        expect(not torch.allclose(table, swapped, atol=1e-4),
-               "sines and cosines are swapped: even dimensions (0, 2, 4, ...) hold sin, odd ones hold cos")
-        halves = torch.cat([expected[:, 0::2], expected[:, 1::2]], dim=-1)
-        expect(not torch.allclose(table, halves, atol=1e-4),
-               "all sines come first, then all cosines; the paper interleaves them: "
-               "dimension 2i holds sin, dimension 2i+1 the cos of the same angle")
-        angle = torch.arange(T, dtype=torch.float32)[:, None] * 10000.0 ** (-torch.arange(C // 2) / C)
-        one_step = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(T, C)
-        expect(not torch.allclose(table, one_step, atol=1e-4),
-               "the frequencies are off: pair i uses the exponent 2i/C (i counts pairs), not i/C")
-        expect(table[0, 0].abs() < 1e-6 and (table[0, 1] - 1).abs() < 1e-6,
-               f"position 0 should start with sin(0) = 0 and cos(0) = 1, got {table[0, 0]:.4f}, {table[0, 1]:.4f}")
-        expect_close(table, expected, f"sinusoidal({T}, {C})", atol=1e-4)
+def _alibi_reference(T: int, n_heads: int) -> torch.Tensor:
+    bias = torch.full((n_heads, T, T), float("-inf"), dtype=torch.float64)
+    for h in range(n_heads):
+        slope = 2.0 ** (-8.0 * (h + 1) / n_heads)
+        for t in range(T):
+            for s in range(t + 1):
+                bias[h, t, s] = -slope * (t - s)
+    return bias
 
 
-@checker("Exercise 3.2 — a shift of k positions is a rotation")
-def check_shift_matrix(shift_matrix) -> None:
-    """``shift_matrix(k, C)`` returns the (C, C) matrix M with PE[pos + k] = M @ PE[pos] for every pos."""
-    for k, C in ((1, 4), (5, 16)):
-        M = shift_matrix(k, C)
-        expect_shape(M, (C, C), f"shift_matrix({k}, {C})")
-        M = M.detach().double().cpu()
-        pe = sinusoidal_positions(60, C).double()
-        expect(not torch.allclose(pe[:-k], pe[k:] @ M.T, atol=1e-4),
-               f"shift_matrix({k}, {C}) turns the wrong way: it maps PE[pos + k] back to PE[pos]; "
-               "swap the signs of the two sines")
-        outside = M.clone()
-        for i in range(C // 2):
-            outside[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = 0
-        expect(outside.abs().max() < 1e-6,
-               "M should be block-diagonal: each (sin, cos) pair only mixes with itself")
-        expect_close((pe[:-k] @ M.T).float(), pe[k:].float(), f"PE[pos] mapped by shift_matrix({k}, {C})", atol=1e-4)
+@checker("Exercise 3.1 — ALiBi: distance as a bias, not a vector")
+def check_alibi_bias(alibi_bias) -> None:
+    """``alibi_bias(T, n_heads)``: (n_heads, T, T), -m_h (t - s) for s <= t, -inf above; m_h = 2^(-8(h+1)/n_heads)."""
+    for T, n_heads in ((5, 4), (7, 8)):
+        bias = alibi_bias(T, n_heads)
+        expect_shape(bias, (n_heads, T, T), f"alibi_bias({T}, {n_heads})")
+        bias = bias.detach().double().cpu()
+        expected = _alibi_reference(T, n_heads)
+        future = torch.ones(T, T, dtype=torch.bool).triu(1)
+        expect(bool(torch.isneginf(bias[:, future]).all()),
+               f"alibi_bias({T}, {n_heads}) must be -inf above the diagonal (key s after query t): "
+               "the model is causal, so the future gets no weight at all")
+        past = ~future
+        expect(bool((bias[:, past] <= 0).all()),
+               "a bias on the past should be <= 0 and fall with distance (-m (t - s)): yours is positive "
+               "somewhere, which would reward looking far back")
+        expect(bool((bias.diagonal(dim1=1, dim2=2) == 0).all()),
+               "a query's bias for itself (t = s, distance 0) should be 0")
+        slopes = -bias[:, 1, 0]  # distance 1: the slope of each head
+        expected_slopes = -expected[:, 1, 0]
+        if torch.allclose(slopes, expected_slopes.flip(0)) and n_heads > 1:
+            expect(False, f"your slopes {slopes.tolist()} run the wrong way: head 0 gets the steepest, "
+                          "2^(-8/n_heads), and the last head the gentlest, 2^(-8)")
+        first = 2.0 ** (-8.0 / n_heads)
+        expect(math.isclose(slopes[0].item(), first, rel_tol=1e-5),
+               f"head 0's slope is {slopes[0].item():.5g}, expected 2^(-8/{n_heads}) = {first:.5g} "
+               "(h counts from 0, so head h has 2^(-8(h+1)/n_heads))")
+        expect_close(bias.masked_fill(future, 0.0), expected.masked_fill(future, 0.0),
+                     f"alibi_bias({T}, {n_heads}) below the diagonal")
+
+
+def _rotary_reference(x: torch.Tensor, base: float, sign: float = 1.0) -> torch.Tensor:
+    *_, T, C = x.shape
+    angles = sign * torch.arange(T, dtype=torch.float64)[:, None] * _frequencies(C, base)[None, :]  # (T, C/2)
+    cos, sin = angles.cos(), angles.sin()
+    even, odd = x.double()[..., 0::2], x.double()[..., 1::2]
+    out = torch.empty(x.shape, dtype=torch.float64)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = even * sin + odd * cos
+    return out
+
+
+@checker("Exercise 3.2 — rotary position embeddings (RoPE)")
+def check_rotary(rotary) -> None:
+    """``rotary(x, base)``: x (..., T, C); pair (2i, 2i+1) at position t turned by the angle t ω_i."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 8, generator=generator)
+    base = 10000.0
+    out = rotary(x.clone(), base)
+    expect_shape(out, tuple(x.shape), "rotary(x) for x of shape (2, 6, 8)")
+    out = out.detach().double().cpu()
+    expect(torch.allclose(out.norm(dim=-1), x.double().norm(dim=-1), atol=1e-4),
+           "a rotation keeps every vector's length, yours changes it: each pair (x[2i], x[2i+1]) becomes "
+           "(x cos - y sin, x sin + y cos), with cos and sin of the same angle")
+    expect(torch.allclose(out[:, 0], x[:, 0].double(), atol=1e-6),
+           "position 0 should not move (angle 0 · ω = 0); do your positions start at 1?")
+    # the point of RoPE: q at position t and k at position s meet with a score that depends on t - s only
+    q = torch.randn(8, generator=generator).expand(6, 8)
+    k = torch.randn(8, generator=generator).expand(6, 8)
+    scores = rotary(q.clone(), base).double() @ rotary(k.clone(), base).double().T  # (T, T)
+    for offset in range(-5, 6):
+        diagonal = scores.diagonal(offset)
+        expect(torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-4),
+               f"the score of a query at t and a key at t + {offset} should be the same for every t "
+               "(it depends on the offset only); yours varies along that diagonal, so the angle is not "
+               "(position × ω_i) for both q and k")
+    expected = _rotary_reference(x, base)
+    expect(not torch.allclose(out, _rotate_half_layout(x, base), atol=1e-5),
+           "you paired dimension i with i + C/2 (the 'rotate half' layout some libraries use); here the "
+           "pairs are (2i, 2i + 1), as in section 3's table")
+    expect(not torch.allclose(out, _rotary_reference(x, base, sign=-1.0), atol=1e-5),
+           "you turned each pair the other way round: the pair (x, y) becomes (x cos - y sin, x sin + y cos)")
+    expect_close(out, expected, "rotary(x)", atol=1e-5)
+    slow = rotary(x.clone(), 100.0).detach().double()
+    expect_close(slow, _rotary_reference(x, 100.0), "rotary(x, base=100)", atol=1e-5)
+
+
+def _rotate_half_layout(x: torch.Tensor, base: float) -> torch.Tensor:
+    """RoPE with dimension i paired with i + C/2 (GPT-NeoX / Llama code's layout)."""
+    C = x.shape[-1]
+    first, second = x.double()[..., : C // 2], x.double()[..., C // 2 :]
+    interleaved = torch.stack([first, second], dim=-1).flatten(-2)  # (…, C): pairs side by side
+    rotated = _rotary_reference(interleaved, base)
+    return torch.cat([rotated[..., 0::2], rotated[..., 1::2]], dim=-1)
 
 
 @checker("Exercise 3.3 — the wavelengths")

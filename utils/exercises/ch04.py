@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_shape
 
 
-@checker("Exercise 4.1 — attention from the formula")
-def check_scaled_dot_product(scaled_dot_product) -> None:
-    """``scaled_dot_product(q, k, v)`` returns ``(softmax(q kᵀ / √d_k) v, weights)``."""
-    generator = torch.Generator().manual_seed(4)
-    for shape_q, shape_kv, d_v in (((2, 3, 5, 8), (2, 3, 7, 8), 6), ((4, 16), (9, 16), 3)):
-        q = torch.randn(shape_q, generator=generator)
-        k = torch.randn(shape_kv, generator=generator)
-        v = torch.randn((*shape_kv[:-1], d_v), generator=generator)
-        result = scaled_dot_product(q, k, v)
-        expect(isinstance(result, tuple) and len(result) == 2,
-               f"return the pair (output, weights), got {type(result).__name__}")
-        out, weights = result
-        T_q, T_k = shape_q[-2], shape_kv[-2]
-        expect_shape(weights, (*shape_q[:-2], T_q, T_k), f"weights for q {shape_q} and k {shape_kv}")
-        expect_close(weights.sum(-1), torch.ones(*shape_q[:-2], T_q),
-                     "the sum of each query's weights (softmax over the keys, the last dimension)")
-        unscaled = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
-        expect(not torch.allclose(weights, unscaled, atol=1e-4),
-               "your weights are softmax(q kᵀ) without the scale: divide the scores by √d_k first")
-        over_d_k = torch.softmax(q @ k.transpose(-2, -1) / shape_q[-1], dim=-1)
-        expect(not torch.allclose(weights, over_d_k, atol=1e-4),
-               f"your scores are divided by d_k = {shape_q[-1]}; divide by its square root, √d_k")
-        expect_close(weights, torch.softmax(q @ k.transpose(-2, -1) / shape_q[-1] ** 0.5, dim=-1), "weights")
-        expect_close(out, F.scaled_dot_product_attention(q, k, v), f"the output for q {shape_q}, k {shape_kv}")
+def _weights(W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
+    """Section 3's worked example: x = I (token t is e_t), one head of width 4, in float64."""
+    x = torch.eye(4, dtype=torch.float64)
+    scores = (x @ W_Q.double()) @ (x @ W_K.double()).T / math.sqrt(4)
+    return torch.softmax(scores, dim=-1)  # (T, T)
+
+
+@checker("Exercise 4.1 — a head that reads the next token")
+def check_next_token_head(next_token_head) -> None:
+    """``next_token_head()`` -> (W_Q, W_K), (4, 4) each: query t puts >= 0.9 of its weight on key t + 1."""
+    result = next_token_head()
+    expect(isinstance(result, tuple) and len(result) == 2, "return a tuple (W_Q, W_K)")
+    W_Q, W_K = result
+    expect_shape(W_Q, (4, 4), "W_Q")
+    expect_shape(W_K, (4, 4), "W_K")
+    weights = _weights(W_Q, W_K)
+    targets = [weights[t, t + 1].item() for t in range(3)]
+    previous = [weights[t, t - 1].item() for t in range(1, 4)]
+    if min(previous) > 0.5:
+        expect(False, "your head reads the PREVIOUS token, like section 3's: the query of token t must ask "
+                      "for position t + 1 (e_t @ W_Q = c · e_(t+1))")
+    if all(weights[t, t].item() > 0.5 for t in range(3)):
+        expect(False, "each token reads itself: the query of t must match the key of t + 1, not its own")
+    wins = all(int((weights[t] < weights[t, t + 1] - 1e-9).sum()) == 3 for t in range(3))
+    if wins and min(targets) < 0.9:
+        expect(False, f"the right keys win, but only with weights {[round(w, 2) for w in targets]}: make the "
+                      "matching score larger (scale W_Q up; a score of 4 over the others gives about 0.95)")
+    expect(min(targets) >= 0.9,
+           f"query t should put at least 0.9 of its weight on key t + 1 (t = 0, 1, 2); yours put "
+           f"{[round(w, 3) for w in targets]}")
 
 
 @checker("Exercise 4.2 — splitting and merging heads")
@@ -57,49 +65,79 @@ def check_split_heads(split_heads, merge_heads) -> None:
     expect(torch.equal(merge_heads(split_heads(other, 3)), other), "the round trip fails for B=3, T=5, C=12, n_heads=3")
 
 
-@checker("Exercise 4.3 — counting parameters")
-def check_parameter_count(attention_parameters) -> None:
-    """``attention_parameters(C, n_heads, bias)``: the parameters of multi-head attention."""
-    from utils.attention import MultiHeadAttention
+@checker("Exercise 4.3 — attention with a relative-position bias")
+def check_relative_attention(relative_attention) -> None:
+    """``relative_attention(q, k, v, bias_table)``: softmax(q kᵀ/√d + b[s - t]) v; table (n_heads, 2T - 1)."""
+    generator = torch.Generator().manual_seed(0)
+    B, n_heads, T, d = 2, 3, 5, 4
+    q, k, v = (torch.randn(B, n_heads, T, d, generator=generator, dtype=torch.float64) for _ in range(3))
+    table = 2 * torch.randn(n_heads, 2 * T - 1, generator=generator, dtype=torch.float64)
+    offsets = torch.arange(T)[None, :] - torch.arange(T)[:, None]  # (T, T): s - t
+    bias = table[:, offsets + T - 1]  # (n_heads, T, T)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # PyTorch adds it to the scaled scores
+    out = relative_attention(q.clone(), k.clone(), v.clone(), table.clone())
+    expect_shape(out, (B, n_heads, T, d), "relative_attention(q, k, v, bias_table)")
+    out = out.detach().double()
+    reversed_bias = table[:, -offsets + T - 1]
+    expect(not torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=reversed_bias)),
+           "you read the table at t - s; entry s - t + T - 1 is the bias for a key s - t places after the "
+           "query (negative offsets: keys in the past)")
+    unscaled = torch.softmax((q @ k.transpose(-2, -1) + bias) / math.sqrt(d), dim=-1) @ v
+    expect(not torch.allclose(out, unscaled),
+           "add the bias to the scores after dividing by √d (q kᵀ / √d + b), not before")
+    no_bias = F.scaled_dot_product_attention(q, k, v)
+    expect(not torch.allclose(out, no_bias), "your output ignores the bias table")
+    after = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d), dim=-1) + bias
+    expect(not torch.allclose(out, after @ v),
+           "the bias goes into the scores, before softmax; added to the weights, rows no longer sum to 1")
+    expect_close(out, expected, "your output (compared with F.scaled_dot_product_attention(..., attn_mask=bias))")
 
-    for C, n_heads in ((32, 4), (64, 1), (64, 8), (768, 12)):
-        for bias in (True, False):
-            module = MultiHeadAttention(C, n_heads, bias=bias)
-            expected = sum(p.numel() for p in module.parameters())
-            value = expect_number(attention_parameters(C, n_heads, bias), "attention_parameters")
-            expect(value == expected,
-                   f"for C={C}, n_heads={n_heads}, bias={bias} you gave {value:g}, but the layer has {expected}: "
-                   f"four C×C maps (queries, keys, values, output){' plus their biases' if bias else ''}")
+
+def _mqa_reference(x, W_q, W_k, W_v, W_o, n_heads):
+    B, T, C = x.shape
+    head_size = C // n_heads
+    q = (x @ W_q).view(B, T, n_heads, head_size).transpose(1, 2)  # (B, n_heads, T, head_size)
+    k = (x @ W_k)[:, None].expand(B, n_heads, T, head_size)  # one key head, shared
+    v = (x @ W_v)[:, None].expand(B, n_heads, T, head_size)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return out.transpose(1, 2).reshape(B, T, C) @ W_o
 
 
-@checker("Exercise 4.4 — the forward pass of multi-head attention")
-def check_multi_head_forward(multi_head_forward) -> None:
-    """``multi_head_forward(module, x)`` equals ``utils.attention.MultiHeadAttention``'s forward."""
-    from utils.attention import MultiHeadAttention
+@checker("Exercise 4.4 — multi-query attention")
+def check_multi_query_attention(multi_query_attention) -> None:
+    """``multi_query_attention(x, W_q, W_k, W_v, W_o, n_heads)``: causal, n_heads queries, one key and value head."""
+    generator = torch.Generator().manual_seed(1)
+    B, T, C, n_heads = 2, 6, 8, 4
+    head_size = C // n_heads
+    x = torch.randn(B, T, C, generator=generator, dtype=torch.float64)
+    W_q, W_o = (torch.randn(C, C, generator=generator, dtype=torch.float64) / math.sqrt(C) for _ in range(2))
+    W_k, W_v = (torch.randn(C, head_size, generator=generator, dtype=torch.float64) / math.sqrt(C)
+                for _ in range(2))
+    weights = (W_q, W_k, W_v, W_o)
+    out = multi_query_attention(x.clone(), *(w.clone() for w in weights), n_heads)
+    expect_shape(out, (B, T, C), "multi_query_attention(x, ...)")
+    out = out.detach().double()
+    expected = _mqa_reference(x, *weights, n_heads)
+    expect(not torch.allclose(out, _mqa_reference(x, *weights, n_heads) @ torch.linalg.inv(W_o)),
+           "your output skips W_o: after the heads are put side by side, mix them with W_o")
+    wrong_split = (x @ W_q).view(B, n_heads, T, head_size)
+    k = (x @ W_k)[:, None].expand(B, n_heads, T, head_size)
+    v = (x @ W_v)[:, None].expand(B, n_heads, T, head_size)
+    mixed = F.scaled_dot_product_attention(wrong_split, k, v, is_causal=True)
+    expect(not torch.allclose(out, mixed.transpose(1, 2).reshape(B, T, C) @ W_o),
+           "the queries are split into heads with view(B, n_heads, T, head_size), which mixes tokens: "
+           "view(B, T, n_heads, head_size).transpose(1, 2), as in exercise 4.2")
+    q = (x @ W_q).view(B, T, n_heads, head_size).transpose(1, 2)
+    by_sqrt_C = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1 / math.sqrt(C))
+    expect(not torch.allclose(out, by_sqrt_C.transpose(1, 2).reshape(B, T, C) @ W_o),
+           f"scale the scores by 1/√head_size = 1/√{head_size}, the width of one query, not by 1/√C")
+    first_half = out[:, : T // 2]
+    changed = x.clone()
+    changed[:, T // 2 :] += 1.0  # change the future only
+    again = multi_query_attention(changed, *(w.clone() for w in weights), n_heads).detach().double()
+    expect(torch.allclose(again[:, : T // 2], first_half),
+           "changing later tokens changed earlier outputs: the attention must be causal (chapter 05's mask, "
+           "or is_causal=True)")
+    expect_close(out, expected, "your output (compared with SDPA given the key and value head repeated)")
 
-    generator = torch.Generator().manual_seed(44)
-    for B, T, C, n_heads in ((2, 5, 12, 3), (1, 7, 16, 4), (3, 4, 8, 1)):
-        torch.manual_seed(4 + n_heads)
-        module = MultiHeadAttention(C, n_heads).eval()
-        x = torch.randn(B, T, C, generator=generator)
-        with torch.no_grad():
-            yours = multi_head_forward(module, x)
-            expected = module(x)
-        expect_shape(yours, (B, T, C), f"your output for x of shape {(B, T, C)}, n_heads={n_heads}")
-        with torch.no_grad():
-            q = module.q_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
-            k = module.k_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
-            v = module.v_proj(x).view(B, T, n_heads, C // n_heads).transpose(1, 2)
-            heads = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C)
-        expect(not torch.allclose(yours, heads, atol=1e-5),
-               "your output is the heads side by side without the output projection: apply module.out_proj")
-        if n_heads > 1:
-            with torch.no_grad():  # the classic slip: a plain view that mixes tokens into heads
-                q, k, v = (proj(x).reshape(B, n_heads, T, C // n_heads)
-                           for proj in (module.q_proj, module.k_proj, module.v_proj))
-                plain = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C)
-                plain = module.out_proj(plain)
-            expect(not torch.allclose(yours, plain, atol=1e-5),
-                   "your heads mix tokens: a plain view(B, n_heads, T, head_size) cuts the memory wrongly; "
-                   "view(B, T, n_heads, head_size) and then transpose(1, 2)")
-        expect_close(yours, expected, f"your output for x of shape {(B, T, C)}, n_heads={n_heads}")
+
