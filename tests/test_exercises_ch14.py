@@ -1,10 +1,13 @@
 """Chapter 14's exercises: the reference solutions pass, plausible wrong answers are caught."""
 
+import math
+
 import pytest
 import torch
+import torch.distributed as dist
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch14 import check_ring_all_reduce, check_share_batches, check_training_memory
+from utils.exercises.ch14 import check_epoch_indices, check_mean_per_token, check_ring_all_reduce
 
 
 def gather_to_rank_0(tensors, send):
@@ -48,19 +51,52 @@ def test_ring_all_reduce_checker_rejects_a_star_whole_tensors_and_the_sum():
     check_ring_all_reduce(lambda tensors, send: [r / len(tensors) for r in ring_sum(tensors, send)])
 
 
-def test_share_batches_checker_rejects_dropping_and_unequal_shares():
-    with pytest.raises(ExerciseFailed, match="went to no rank"):
-        check_share_batches(lambda batches, r, n: batches[r::n][: len(batches) // n])
-    with pytest.raises(ExerciseFailed, match="wait forever"):
-        check_share_batches(lambda batches, r, n: batches[r::n])
-    with pytest.raises(ExerciseFailed, match="ceil"):
-        check_share_batches(lambda batches, r, n: batches)
+def per_token_with(*, weight=True, exchange=True, divide=True):
+    def mean_per_token(rank_mean, rank_tokens):
+        if not exchange:
+            return rank_mean.item()
+        totals = torch.stack([rank_mean.double() * (rank_tokens if weight else 1),
+                              torch.tensor(float(rank_tokens if weight else 1))])
+        dist.all_reduce(totals)
+        return (totals[0] / totals[1]).item() if divide else totals[0].item()
+
+    return mean_per_token
 
 
-def test_training_memory_checker_rejects_forgotten_adam_state_and_wrong_sharding():
-    with pytest.raises(ExerciseFailed, match="two more numbers"):
-        check_training_memory(lambda n, world, shard: 8 * n)
-    with pytest.raises(ExerciseFailed, match="not one"):
-        check_training_memory(lambda n, world, shard: 12 * n)
-    with pytest.raises(ExerciseFailed, match="sharding 'optimizer'"):
-        check_training_memory(lambda n, world, shard: 16 * n if shard == "nothing" else 16 * n / world)
+def test_mean_per_token_checker_runs_in_processes_and_names_the_mean_of_means():
+    check_mean_per_token(per_token_with())
+    with pytest.raises(ExerciseFailed, match="averaged the ranks' means"):
+        check_mean_per_token(per_token_with(weight=False))
+    with pytest.raises(ExerciseFailed, match="each rank returned its own mean"):
+        check_mean_per_token(per_token_with(exchange=False))
+    with pytest.raises(ExerciseFailed, match="sum of the losses"):
+        check_mean_per_token(per_token_with(divide=False))
+    with pytest.raises(ExerciseFailed, match="rank 0 raised ZeroDivisionError"):
+        check_mean_per_token(lambda rank_mean, rank_tokens: 1 / 0)
+
+
+def indices_with(*, epoch_seed=True, rank_seed=False, pad=True, strided=True):
+    def epoch_indices(n, epoch, rank, world_size, seed=0):
+        g = torch.Generator().manual_seed(seed + (epoch if epoch_seed else 0) + (rank if rank_seed else 0))
+        order = torch.randperm(n, generator=g).tolist()
+        total = math.ceil(n / world_size) * world_size
+        if pad:
+            order += order[: total - n]
+        if strided:
+            return order[rank::world_size]
+        share = total // world_size
+        return order[rank * share:(rank + 1) * share]
+
+    return epoch_indices
+
+
+def test_epoch_indices_checker_compares_with_distributed_sampler_and_names_each_mistake():
+    check_epoch_indices(indices_with())
+    with pytest.raises(ExerciseFailed, match="the same order as epoch 0"):
+        check_epoch_indices(indices_with(epoch_seed=False))
+    with pytest.raises(ExerciseFailed, match="never the rank"):
+        check_epoch_indices(indices_with(rank_seed=True))
+    with pytest.raises(ExerciseFailed, match=r"the ranks got \[4, 3\] indices"):
+        check_epoch_indices(indices_with(pad=False))
+    with pytest.raises(ExerciseFailed, match=r"rank r takes places r, r \+ N"):
+        check_epoch_indices(indices_with(strided=False))
