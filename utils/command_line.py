@@ -82,6 +82,9 @@ def add_gpt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluate on the whole validation split and write a checkpoint every so many steps "
                              "(default: the preset's)")
+    parser.add_argument("--arch", default="gpt", choices=["gpt", "llama"],
+                        help="the model: chapter 11's GPT, or chapter 15's Llama-style block (RMSNorm, RoPE, SwiGLU, "
+                             "grouped-query attention) at the preset's size, trained the same way (default: gpt)")
 
 
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +106,7 @@ def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
 
 # Each task's own options: how to add them, and the names its run() takes them by.
 TASK_OPTIONS = {
-    "gpt": (add_gpt_arguments, ("eval_every",)),
+    "gpt": (add_gpt_arguments, ("eval_every", "arch")),
     "translate": (add_translate_arguments, ("epochs", "minutes", "beam", "test_sentences")),
 }
 
@@ -186,12 +189,17 @@ def check_options(args: argparse.Namespace) -> None:
 
 def task_options(args: argparse.Namespace, module) -> dict:
     """Everything the task's ``run`` takes, as plain values, checked: no argparse beyond this point."""
-    presets = module.PRESETS
+    arch = getattr(args, "arch", "gpt")  # the gpt task's --arch (chapter 15): its own presets and settings
+    presets = module.PRESETS if arch == "gpt" else module.ARCH_PRESETS[arch]
+    fields = module.SETTINGS if arch == "gpt" else module.ARCH_SETTINGS[arch]
     if args.preset not in presets:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(presets)}")
     check_options(args)
-    preset = apply_settings(presets[args.preset], args.set, module.SETTINGS, instead=TASK_OWNED_SETTINGS[args.task])
-    module.check_settings(preset)  # every setting of every section, before any work starts
+    preset = apply_settings(presets[args.preset], args.set, fields, instead=TASK_OWNED_SETTINGS[args.task])
+    if arch == "gpt":
+        module.check_settings(preset)  # every setting of every section, before any work starts
+    else:
+        module.check_settings(preset, arch)
     checkpoint_path = checkpoint_path_of(args.out, args.task, args.preset, args.resume, args.overwrite)
     return dict(preset=preset, preset_name=args.preset, settings=list(args.set), out=checkpoint_path.parent,
                 resume=args.resume, device=args.device, compile=args.compile, seed=args.seed, steps=args.steps,

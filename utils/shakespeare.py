@@ -23,6 +23,7 @@ from utils.checkpoints import CheckpointError, load_checkpoint, write_metrics
 from utils.data import load_tiny_shakespeare, train_val_split
 from utils.generate import generate
 from utils.models import GPT, GPTConfig, count_parameters
+from utils.modern import Llama, LlamaConfig
 from utils.tokenizers import CharTokenizer, Tokenizer
 from utils.trainer import TrainConfig, Trainer, random_windows, whole_split_loss
 
@@ -37,6 +38,14 @@ SETTINGS = {
     "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
 }
 
+# ``--arch llama`` (chapter 15): utils.modern's Llama-style model (RMSNorm, RoPE, SwiGLU, grouped-query attention)
+# at the sizes of LlamaConfig.preset(NAME), trained by the same runs as the GPT's presets.
+MODELS = {"gpt": (GPT, GPTConfig), "llama": (Llama, LlamaConfig)}
+ARCH_PRESETS = {"llama": {name: {"model": dict(LlamaConfig.PRESETS[name]), "train": dict(preset["train"])}
+                          for name, preset in PRESETS.items()}}
+ARCH_SETTINGS = {"llama": {"model": tuple(f.name for f in dataclasses.fields(LlamaConfig) if f.name != "vocab_size"),
+                           "train": SETTINGS["train"]}}
+
 
 def load_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
     """The character tokenizer (V = 65) and the training and validation ids (first 90 % / last 10 %)."""
@@ -47,14 +56,14 @@ def load_data() -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
     return tokenizer, train_ids, val_ids
 
 
-def configs(preset: str | dict, vocab_size: int, **train_overrides) -> tuple[GPTConfig, TrainConfig]:
+def configs(preset: str | dict, vocab_size: int, arch: str = "gpt", **train_overrides) -> tuple[GPTConfig, TrainConfig]:
     """The model and training configs of a preset (a name or a dict like ``PRESETS["cpu"]``);
     ``train_overrides`` replace TrainConfig fields."""
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         preset = PRESETS[preset]
-    model_config = GPTConfig(vocab_size=vocab_size, **preset["model"])
+    model_config = MODELS[arch][1](vocab_size=vocab_size, **preset["model"])
     train_config = TrainConfig(**{**preset["train"], **train_overrides})
     return model_config, train_config
 
@@ -74,16 +83,18 @@ def sample(
     return tokenizer.decode(out[0, len(prompt):].tolist())
 
 
-def metadata(model_config: GPTConfig, tokenizer: Tokenizer) -> dict:
+def metadata(model_config: GPTConfig | LlamaConfig, tokenizer: Tokenizer) -> dict:
     """What a checkpoint of this task must match to be resumed: the task, the model's sizes, the tokenizer."""
-    return {"task": TASK, "model": dataclasses.asdict(model_config), "tokenizer": tokenizer.to_dict()}
+    arch = {"arch": "llama"} if isinstance(model_config, LlamaConfig) else {}  # a GPT's checkpoints say nothing
+    return {"task": TASK, **arch, "model": dataclasses.asdict(model_config), "tokenizer": tokenizer.to_dict()}
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
     """Rebuild a trained model and its tokenizer from a checkpoint written by this task."""
     checkpoint = load_checkpoint(path, {"task": TASK})
     try:
-        model = GPT(GPTConfig(**checkpoint["metadata"]["model"]))
+        model_class, config_class = MODELS[checkpoint["metadata"].get("arch", "gpt")]
+        model = model_class(config_class(**checkpoint["metadata"]["model"]))
         tokenizer = CharTokenizer.from_dict(checkpoint["metadata"]["tokenizer"])
         model.load_state_dict(checkpoint["model"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
@@ -94,14 +105,14 @@ def model_from_checkpoint(path: str | Path) -> tuple[GPT, CharTokenizer]:
 # --- the task of python -m utils.train gpt ----------------------------------------------------------
 
 
-def check_settings(preset: dict[str, dict]) -> None:
+def check_settings(preset: dict[str, dict], arch: str = "gpt") -> None:
     """Every setting of a preset (after ``--set``) checked before any work starts: a ValueError naming it.
 
     The configs check their own fields; the model is then built on the ``meta`` device
     (shapes only, no memory), which runs its own checks (C divisible by n_heads, ...).
     """
     try:
-        model_config = GPTConfig(vocab_size=65, **preset["model"])  # V: the data's 65 characters
+        model_config = MODELS[arch][1](vocab_size=65, **preset["model"])  # V: the data's 65 characters
     except (TypeError, ValueError) as error:
         raise ValueError(f"model: {error}") from None
     try:
@@ -109,7 +120,7 @@ def check_settings(preset: dict[str, dict]) -> None:
     except (TypeError, ValueError) as error:
         raise ValueError(f"train: {error}") from None
     with torch.device("meta"):
-        GPT(model_config)
+        MODELS[arch][0](model_config)
 
 
 def run(
@@ -124,11 +135,13 @@ def run(
     steps: int | None = None,
     eval_every: int | None = None,
     settings: list[str] | None = None,
+    arch: str = "gpt",
 ) -> dict:
     """Train (or resume) the GPT of a preset; writes OUT/checkpoint.pt and OUT/metrics.json; returns the summary.
 
     ``preset`` is a dict like ``PRESETS["cpu"]`` (the command line applies ``--set`` to it);
     ``steps`` and ``eval_every`` replace the preset's; ``settings`` are recorded in the summary.
+    ``arch="llama"`` trains chapter 15's Llama-style model instead (a preset of :data:`ARCH_PRESETS`).
     """
     out = Path(out)
     checkpoint_path = out / "checkpoint.pt"
@@ -138,10 +151,10 @@ def run(
         overrides["steps"] = steps
     if eval_every is not None:
         overrides["eval_every"] = eval_every
-    model_config, train_config = configs(preset, tokenizer.vocab_size, **overrides)
+    model_config, train_config = configs(preset, tokenizer.vocab_size, arch, **overrides)
 
     torch.manual_seed(train_config.seed)
-    model = GPT(model_config)
+    model = MODELS[arch][0](model_config)  # GPT, or with --arch llama chapter 15's Llama
     trainer = Trainer(
         model,
         train_config,
@@ -161,6 +174,7 @@ def run(
     tokens = steps_run * train_config.accumulation_steps * train_config.batch_size * model_config.block_size
     summary = {
         "preset": preset_name,
+        "arch": arch,
         **({"settings": list(settings)} if settings else {}),
         "device": trainer.device.type,
         "precision": trainer.precision,
