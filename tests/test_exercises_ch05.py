@@ -5,9 +5,9 @@ import torch
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch05 import (
-    check_causal_weights,
     check_decoder_mask,
-    check_padding_mask,
+    check_dependence,
+    check_prefix_lm_mask,
     check_sliding_window_mask,
 )
 
@@ -16,28 +16,54 @@ def future(T):
     return torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
 
 
-def test_causal_weights_checker_rejects_wrong_answers():
-    # masking with 0 instead of -inf: the future still gets e^0
-    with pytest.raises(ExerciseFailed, match=r"-inf \(not 0\)"):
-        check_causal_weights(lambda s: torch.softmax(s.masked_fill(future(s.shape[-1]), 0.0), dim=-1))
-    # masking after softmax: rows no longer sum to 1
-    with pytest.raises(ExerciseFailed, match="sum of each row"):
-        check_causal_weights(lambda s: torch.softmax(s, dim=-1).masked_fill(future(s.shape[-1]), 0.0))
-    # the diagonal masked too: query 0 sees no key, its row is NaN
-    with pytest.raises(ExerciseFailed, match="may attend to itself"):
-        check_causal_weights(lambda s: torch.softmax(s.masked_fill(future(s.shape[-1]).T.logical_not(), float("-inf")), dim=-1))
-    # the wrong triangle: the past masked, the future kept
-    with pytest.raises(ExerciseFailed, match="weight exactly 0"):
-        check_causal_weights(lambda s: torch.softmax(s.masked_fill(future(s.shape[-1]).T, float("-inf")), dim=-1))
+def prefix_lm_mask(T, prefix_lengths, inclusive=False, causal_only=False):
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]  # (T, 1), (1, T)
+    prefix = torch.as_tensor(prefix_lengths)[:, None, None, None]  # (B, 1, 1, 1)
+    inside = (s <= prefix) if inclusive else (s < prefix)
+    return (s <= t) | (inside & (not causal_only))
 
 
-def test_padding_mask_checker_rejects_wrong_answers():
-    with pytest.raises(ExerciseFailed, match="inverted"):
-        check_padding_mask(lambda lengths, T: torch.arange(T)[None, :] < torch.as_tensor(lengths)[:, None])
-    with pytest.raises(ExerciseFailed, match=r"expected \[\[0, 0, 0, 1, 1\]"):
-        check_padding_mask(lambda lengths, T: torch.arange(T)[None, :] > torch.as_tensor(lengths)[:, None])
-    with pytest.raises(ExerciseFailed, match="bool"):
-        check_padding_mask(lambda lengths, T: (torch.arange(T)[None, :] >= torch.as_tensor(lengths)[:, None]).int())
+def test_prefix_lm_mask_checker(capsys):
+    check_prefix_lm_mask(prefix_lm_mask)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="plain causal mask"):
+        check_prefix_lm_mask(lambda T, p: prefix_lm_mask(T, p, causal_only=True))
+    with pytest.raises(ExerciseFailed, match="the first one generated"):
+        check_prefix_lm_mask(lambda T, p: prefix_lm_mask(T, p, inclusive=True))
+    with pytest.raises(ExerciseFailed, match="True where attention is blocked"):
+        check_prefix_lm_mask(lambda T, p: ~prefix_lm_mask(T, p))
+    with pytest.raises(ExerciseFailed, match=r"expected \(B, 1, T, T\)"):
+        check_prefix_lm_mask(lambda T, p: prefix_lm_mask(T, p)[:, 0])
+    with pytest.raises(ExerciseFailed, match="bool tensor"):
+        check_prefix_lm_mask(lambda T, p: prefix_lm_mask(T, p).float())
+
+
+def dependence(f, T, C, transpose=False, one_backward=False, signed=False):
+    x = torch.randn(1, T, C, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = f(x)  # (1, T, C)
+    if one_backward:
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        return (grad[0].abs().amax(-1) > 0)[None, :].expand(T, T)
+    rows = []
+    for t in range(T):
+        (grad,) = torch.autograd.grad(out[0, t].sum(), x, retain_graph=True, allow_unused=True)
+        grad = torch.zeros_like(x) if grad is None else grad
+        rows.append(grad[0].sum(-1) != 0 if signed else grad[0].abs().amax(-1) > 0)
+    result = torch.stack(rows)  # (T, T): [t, s]
+    return result.T if transpose else result
+
+
+def test_dependence_checker(capsys):
+    check_dependence(dependence)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="transposed"):
+        check_dependence(lambda f, T, C: dependence(f, T, C, transpose=True))
+    with pytest.raises(ExerciseFailed, match="one backward of f\\(x\\).sum\\(\\) mixes all outputs"):
+        check_dependence(lambda f, T, C: dependence(f, T, C, one_backward=True))
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor"):
+        check_dependence(lambda f, T, C: [[True] * T] * T)
+    with pytest.raises(ExerciseFailed, match="says the opposite"):  # each output reads its own input only
+        check_dependence(lambda f, T, C: torch.eye(T, dtype=torch.bool))
 
 
 def test_sliding_window_checker_rejects_an_off_by_one():

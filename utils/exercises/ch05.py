@@ -7,43 +7,89 @@ import torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
-@checker("Exercise 5.1 — causal weights")
-def check_causal_weights(causal_weights) -> None:
-    """``causal_weights(scores)``: softmax over the keys with every later key masked out."""
-    generator = torch.Generator().manual_seed(5)
-    for shape in ((5, 5), (2, 3, 7, 7)):
-        scores = torch.randn(shape, generator=generator) * 3
-        weights = causal_weights(scores.clone())
-        expect_shape(weights, shape, f"causal_weights of scores shaped {shape}")
-        T = shape[-1]
-        future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
-        itself = torch.eye(T, dtype=torch.bool)
-        expect(not weights.isnan().any().item() and (weights[..., itself] > 0).all().item(),
-               "each query may attend to itself (key s = t): mask only the keys with s > t, triu(diagonal=1); "
-               "masking the diagonal too leaves query 0 with no key at all, and softmax of all -inf is NaN")
-        leaked = weights[..., future].abs().max().item()
-        expect(leaked == 0, f"keys after the query must get weight exactly 0, but one gets {leaked:.3g}: "
-               "mask the scores with -inf (not 0) before softmax")
-        expect_close(weights.sum(-1), torch.ones(shape[:-1]),
-                     "the sum of each row of weights (mask before softmax, so the allowed keys share all the weight)")
-        expected = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-        expect_close(weights, expected, f"causal_weights for scores shaped {shape}")
+def _prefix_reference(T: int, prefix_lengths: list[int]) -> torch.Tensor:
+    mask = torch.zeros(len(prefix_lengths), 1, T, T, dtype=torch.bool)
+    for b, prefix in enumerate(prefix_lengths):
+        for t in range(T):
+            for s in range(T):
+                mask[b, 0, t, s] = s <= t or s < prefix
+    return mask
 
 
-@checker("Exercise 5.2 — a padding mask from lengths")
-def check_padding_mask(padding_mask) -> None:
-    """``padding_mask(lengths, T)``: bool (B, T), True where position ≥ length (PyTorch's convention)."""
-    for lengths, T in (([3, 5, 1], 5), ([4], 6), ([2, 2], 2)):
-        mask = padding_mask(torch.tensor(lengths), T)
-        expect_shape(mask, (len(lengths), T), f"padding_mask({lengths}, T={T})")
-        expect(mask.dtype == torch.bool, f"the mask should be bool, got {mask.dtype}")
-        expected = torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]
-        expect(not torch.equal(mask, ~expected),
-               "your mask is inverted: in PyTorch's key_padding_mask, True marks padding "
-               "(the positions at or after each sequence's length)")
-        expect(torch.equal(mask, expected),
-               f"for lengths {lengths} and T={T} expected {expected.int().tolist()} (1 = padding), "
-               f"got {mask.int().tolist()}")
+@checker("Exercise 5.1 — a prefix language model's mask")
+def check_prefix_lm_mask(prefix_lm_mask) -> None:
+    """``prefix_lm_mask(T, prefix_lengths)``: (B, 1, T, T), True = may attend: s <= t, or s inside the prefix."""
+    T, prefix_lengths = 6, [3, 0, 6, 1]
+    mask = prefix_lm_mask(T, torch.tensor(prefix_lengths))
+    expected = _prefix_reference(T, prefix_lengths)
+    expect(isinstance(mask, torch.Tensor) and mask.dtype == torch.bool,
+           f"return a bool tensor (True = may attend), got {getattr(mask, 'dtype', type(mask).__name__)}")
+    expect(tuple(mask.shape) == (len(prefix_lengths), 1, T, T),
+           f"the mask has shape {tuple(mask.shape)}; expected (B, 1, T, T) = {(len(prefix_lengths), 1, T, T)}, "
+           "one (T, T) mask per sequence that broadcasts over the heads")
+    expect(not torch.equal(mask, ~expected),
+           "your mask is True where attention is blocked; the book's masks are True where a query may attend")
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    for b, prefix in enumerate(prefix_lengths):
+        if torch.equal(mask[b, 0], causal) and not torch.equal(expected[b, 0], causal):
+            expect(False, f"sequence {b} (prefix of {prefix} tokens) got a plain causal mask: inside the "
+                          "prefix every token may read every other prefix token, later ones included")
+        wrong = (mask[b, 0] != expected[b, 0]).nonzero()
+        if len(wrong):
+            t, s = wrong[0].tolist()
+            reason = ("a key after the query, outside the prefix, is the future" if expected[b, 0, t, s] == 0
+                      else "keys inside the prefix are visible to every query")
+            if expected[b, 0, t, s] == 0 and s == prefix:
+                reason = f"the prefix is positions 0..{prefix - 1}: position {prefix} is the first one generated"
+            expect(False, f"sequence {b} (prefix of {prefix}): query {t}, key {s} should be "
+                          f"{'allowed' if expected[b, 0, t, s] else 'masked'} ({reason}); expected "
+                          f"{expected[b, 0].int().tolist()}, got {mask[b, 0].int().tolist()}")
+    empty = prefix_lm_mask(4, torch.tensor([0]))
+    expect(torch.equal(empty[0, 0], torch.ones(4, 4, dtype=torch.bool).tril()),
+           "with an empty prefix the mask should be the causal mask")
+
+
+def _dependence_reference(f, T: int, C: int) -> torch.Tensor:
+    x = torch.randn(1, T, C, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda inputs: f(inputs)[0], x)[:, :, 0]  # (T, C, T, C)
+    return jacobian.abs().amax(dim=(1, 3)) > 0  # [t, s]: does output t move with input s?
+
+
+@checker("Exercise 5.2 — which outputs depend on which inputs? Measure it")
+def check_dependence(dependence) -> None:
+    """``dependence(f, T, C)``: (T, T) bool, [t, s] True when output t of f((1, T, C)) changes with input s."""
+    from utils.attention import attention
+
+    T, C = 6, 4
+
+    def self_attention(x, mask):
+        return attention(x, x, x, mask)[0]
+
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    layers = {
+        "causal attention": lambda x: self_attention(x, s <= t),
+        "attention with no mask": lambda x: self_attention(x, None),
+        "a window of 2": lambda x: self_attention(x, (s <= t) & (t - s < 2)),
+        "reading the previous token": lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1),
+        "a per-token layer": lambda x: torch.tanh(x) * 2,
+    }
+    for name, layer in layers.items():
+        expected = _dependence_reference(layer, T, C)
+        result = dependence(layer, T, C)
+        expect_shape(result, (T, T), f"dependence(f, {T}, {C}) for {name}")
+        expect(result.dtype == torch.bool, f"return a bool tensor, got {result.dtype}")
+        if torch.equal(result, expected):
+            continue
+        expect(not torch.equal(result, expected.T),
+               f"for {name} your matrix is transposed: row t is output position t, column s input position s")
+        expect(not torch.equal(result, expected.any(dim=0, keepdim=True).expand(T, T)),
+               f"for {name} every row is the same: one backward of f(x).sum() mixes all outputs; take one "
+               "backward per output position t (or the Jacobian), each giving row t")
+        where = (result != expected).nonzero()[0].tolist()
+        expect(False, f"for {name}, output {where[0]} {'does' if expected[where[0], where[1]] else 'does not'} "
+                      f"depend on input {where[1]}, but your matrix says the opposite. Expected "
+                      f"{expected.int().tolist()}, got {result.int().tolist()} (a gradient can cancel to 0 when "
+                      "summed over channels: test its absolute values)")
 
 
 @checker("Exercise 5.3 — local attention")
