@@ -137,3 +137,15 @@ def test_ids_are_checked_on_the_cpu_before_they_go_to_the_model():
                 decode(model, torch.tensor([[3, -1]]), sos_id=SOS, eos_id=EOS)
     with pytest.raises(ValueError, match=r"idx holds token id 30"):  # on the CPU the model checks
         gpt(torch.tensor([[3, 30]]))
+
+
+def test_loss_curves_take_histories_of_device_tensors():
+    """A trainer that keeps its losses as tensors on the GPU (no per-step host sync) can be plotted."""
+    from utils.plots import loss_curves
+
+    with pretend_device() as device:
+        history = {"train": torch.tensor([3.0, 2.0, 1.5]).to(device),
+                   "val": [torch.tensor(3.1).to(device), torch.tensor(2.2).to(device)]}
+        ax = loss_curves(history, steps={"train": [0, 1, 2], "val": [0, 2]})
+    drawn = [[round(float(y), 4) for y in line.get_ydata()] for line in ax.lines[:2]]
+    assert drawn == [[3.0, 2.0, 1.5], [3.1, 2.2]]

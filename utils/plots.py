@@ -122,6 +122,13 @@ def attention_heatmaps(
     return fig
 
 
+def _host_numbers(values) -> list:
+    """A tensor, or a list holding numbers and 0-d tensors on any device, as Python numbers."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().float().cpu().tolist()
+    return [v.detach().float().cpu().item() if isinstance(v, torch.Tensor) else v for v in values]
+
+
 def loss_curves(
     history: Mapping[str, Sequence[float]],
     ax=None,
@@ -136,6 +143,7 @@ def loss_curves(
     """Curves such as {'train': [...], 'val': [...]} against steps, with dashed reference lines."""
     ax = _axes(ax)
     for name, values in history.items():
+        values = _host_numbers(values)  # a history kept as tensors on a GPU, read once here
         xs = steps.get(name) if isinstance(steps, Mapping) else steps
         xs = list(xs) if xs is not None else list(range(len(values)))
         if len(xs) != len(values):
