@@ -1,4 +1,4 @@
-"""Chapter 06's checkers: they pass the reference solutions and reject plausible wrong answers."""
+"""Chapter 06's checkers: they pass right answers and name plausible mistakes."""
 
 import math
 
@@ -6,29 +6,52 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch06 import check_attention_forward, check_attention_pool, check_cross_attention_weights
+from utils.exercises.ch06 import check_attention_pool, check_cached_cross_attention, check_empty_source_output
 
 
-def test_cross_attention_checker_rejects_wrong_answers():
-    def no_mask(q, k, key_padding_mask):
-        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+def precompute_memory(mha, memory):
+    B, T, C = memory.shape
 
-    with pytest.raises(ExerciseFailed, match="padded encoder positions"):
-        check_cross_attention_weights(no_mask)
+    def heads(t):
+        return t.view(B, T, mha.n_heads, mha.head_size).transpose(1, 2)
 
-    def inverted_mask(q, k, key_padding_mask):
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        return torch.softmax(scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf")), dim=-1)
+    return heads(mha.k_proj(memory)), heads(mha.v_proj(memory))
 
-    with pytest.raises(ExerciseFailed, match="padded encoder positions"):
-        check_cross_attention_weights(inverted_mask)
 
-    def unscaled(q, k, key_padding_mask):
-        scores = (q @ k.transpose(-2, -1)).masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        return torch.softmax(scores, dim=-1)
+def cross_attend_cached(mha, x, k, v, key_padding_mask, use_mask=True, out_proj=True):
+    B, T, C = x.shape
+    q = mha.q_proj(x).view(B, T, mha.n_heads, mha.head_size).transpose(1, 2)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(mha.head_size)
+    if use_mask:
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+    return mha.out_proj(out) if out_proj else out
 
-    with pytest.raises(ExerciseFailed, match="1/√d scale"):
-        check_cross_attention_weights(unscaled)
+
+def test_cached_cross_attention_checker(capsys):
+    check_cached_cross_attention(precompute_memory, cross_attend_cached)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="ignores key_padding_mask"):
+        check_cached_cross_attention(precompute_memory, lambda *a: cross_attend_cached(*a, use_mask=False))
+    with pytest.raises(ExerciseFailed, match="stops before out_proj"):
+        check_cached_cross_attention(precompute_memory, lambda *a: cross_attend_cached(*a, out_proj=False))
+
+    memory_seen = {}
+
+    def recomputing(mha, memory):  # keeps the memory and projects it again at every step
+        memory_seen["memory"] = memory
+        return precompute_memory(mha, memory)
+
+    def step_recomputes(mha, x, k, v, key_padding_mask):
+        k, v = precompute_memory(mha, memory_seen["memory"])
+        return cross_attend_cached(mha, x, k, v, key_padding_mask)
+
+    with pytest.raises(ExerciseFailed, match="made once"):
+        check_cached_cross_attention(recomputing, step_recomputes)
+    with pytest.raises(ExerciseFailed, match=r"shape \(3, 7, 16\), expected \(3, 4, 7, 4\)"):
+        check_cached_cross_attention(lambda mha, m: (mha.k_proj(m), mha.v_proj(m)), cross_attend_cached)
+    with pytest.raises(ExerciseFailed, match="tuple"):
+        check_cached_cross_attention(lambda mha, m: precompute_memory(mha, m)[0], cross_attend_cached)
 
 
 def test_attention_pool_checker_rejects_wrong_answers():
@@ -63,11 +86,16 @@ def _forward(mha, query, key_value=None, key_padding_mask=None, *, keys_from_que
     return mha.out_proj(out)
 
 
-def test_attention_forward_mistakes_are_named():
-    check_attention_forward(_forward)  # the right answer passes
-    with pytest.raises(ExerciseFailed, match="must come from it, not from the query"):
-        check_attention_forward(lambda *args: _forward(*args, keys_from_query=True))
-    with pytest.raises(ExerciseFailed, match="mask their scores with -inf"):
-        check_attention_forward(lambda *args: _forward(*args, mask=False))
-    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
-        check_attention_forward(lambda *args: None)
+
+
+def test_empty_source_checker(capsys):
+    check_empty_source_output(lambda mha, x: mha.out_proj.bias.expand_as(x))
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="NaN"):
+        check_empty_source_output(lambda mha, x: torch.full_like(x, float("nan")))
+    with pytest.raises(ExerciseFailed, match="maps 0 to its bias"):
+        check_empty_source_output(lambda mha, x: torch.zeros_like(x))
+    with pytest.raises(ExerciseFailed, match="self-attention of x"):
+        check_empty_source_output(lambda mha, x: mha(x, x))
+    with pytest.raises(ExerciseFailed, match="differs from the expected"):  # the mean of the values, as if unmasked
+        check_empty_source_output(lambda mha, x: mha.out_proj(mha.v_proj(x).mean(1, keepdim=True).expand_as(x)))

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from utils.attention import MultiHeadAttention, copy_weights_from_torch
+from utils.attention import MultiHeadAttention
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
@@ -15,24 +15,68 @@ def _padding(lengths, T):
     return torch.arange(T)[None, :] >= torch.tensor(lengths)[:, None]  # (B, T): True = padding
 
 
-@checker("Exercise 6.1 — cross-attention weights with padding")
-def check_cross_attention_weights(cross_attention_weights) -> None:
-    """``cross_attention_weights(q, k, key_padding_mask)`` -> (B, n_heads, T_dec, T_enc)."""
-    generator = torch.Generator().manual_seed(6)
-    B, n_heads, T_dec, T_enc, d = 3, 2, 4, 6, 8
-    q = torch.randn(B, n_heads, T_dec, d, generator=generator)
-    k = torch.randn(B, n_heads, T_enc, d, generator=generator)
-    padding = _padding([6, 2, 4], T_enc)
-    weights = cross_attention_weights(q, k, padding)
-    expect_shape(weights, (B, n_heads, T_dec, T_enc),
-                 f"the weights for q {tuple(q.shape)} (decoder) and k {tuple(k.shape)} (encoder)")
-    on_padding = weights[padding[:, None, None, :].expand_as(weights)]
-    expect(on_padding.abs().max().item() == 0,
-           "padded encoder positions (True in key_padding_mask) must get weight exactly 0; mask the scores of the "
-           "padded *keys*, the last dimension, with -inf before softmax")
-    expect_close(weights.sum(-1), torch.ones(B, n_heads, T_dec), "the sum of each decoder query's weights")
-    scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(padding[:, None, None, :], float("-inf"))
-    expect_close(weights, torch.softmax(scores, dim=-1), "the weights (remember the 1/√d scale)")
+class _CallCounter:
+    """Counts the calls of some modules' forward while it is active (forward hooks)."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.counts = dict.fromkeys(modules, 0)
+        self.handles = [module.register_forward_hook(self._hook(name)) for name, module in modules.items()]
+
+    def _hook(self, name):
+        def count(module, inputs, output):
+            self.counts[name] += 1
+        return count
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@checker("Exercise 6.1 — cross-attention with the memory's keys and values computed once")
+def check_cached_cross_attention(precompute_memory, cross_attend_cached) -> None:
+    """``precompute_memory(mha, memory)`` -> (k, v), each (B, n_heads, T_enc, head_size), made once per source;
+    ``cross_attend_cached(mha, x, k, v, key_padding_mask)`` -> (B, T_dec, C), equal to ``mha(x, memory, ...)``."""
+    torch.manual_seed(0)
+    B, T_enc, C, n_heads = 3, 7, 16, 4
+    mha = MultiHeadAttention(C, n_heads).eval()
+    memory = torch.randn(B, T_enc, C)
+    padding = _padding([7, 4, 1], T_enc)
+    with torch.no_grad():
+        kv = precompute_memory(mha, memory.clone())
+    expect(isinstance(kv, tuple) and len(kv) == 2, "precompute_memory should return a tuple (k, v)")
+    k, v = kv
+    head_size = C // n_heads
+    expect_shape(k, (B, n_heads, T_enc, head_size), "k (split into heads, ready for every step)")
+    expect_shape(v, (B, n_heads, T_enc, head_size), "v")
+    counter = _CallCounter({"k_proj": mha.k_proj, "v_proj": mha.v_proj, "q_proj": mha.q_proj})
+    try:
+        outputs = []
+        with torch.no_grad():
+            for step in range(1, 6):  # a decoder writing: 1, 2, ..., 5 tokens so far
+                x = torch.randn(B, step, C, generator=torch.Generator().manual_seed(step))
+                out = cross_attend_cached(mha, x, k, v, padding.clone())
+                expect_shape(out, (B, step, C), f"cross_attend_cached at a step with {step} decoder tokens")
+                outputs.append((x, out))
+    finally:
+        counter.close()
+    expect(counter.counts["k_proj"] == 0 and counter.counts["v_proj"] == 0,
+           f"in 5 decoder steps your cross_attend_cached called k_proj {counter.counts['k_proj']} and "
+           f"v_proj {counter.counts['v_proj']} times: the memory's keys and values are made once, by "
+           "precompute_memory, and only read afterwards")
+    expect(counter.counts["q_proj"] == 5,
+           f"q_proj ran {counter.counts['q_proj']} times in 5 steps: the queries come from the decoder "
+           "tokens and must be computed at every step")
+    with torch.no_grad():
+        for x, out in outputs:
+            expected = mha(x, memory, key_padding_mask=padding)
+            no_mask = mha(x, memory)
+            expect(not torch.allclose(out, no_mask, atol=1e-5),
+                   "your output ignores key_padding_mask: the padded source positions must get weight 0")
+            before_out_proj = (expected - mha.out_proj.bias) @ torch.linalg.inv(mha.out_proj.weight.T)
+            expect(not torch.allclose(out, before_out_proj, atol=1e-4),
+                   "your output stops before out_proj: the heads, put side by side, go through out_proj")
+            expect_close(out, expected, f"your output with {x.shape[1]} decoder tokens (compared with "
+                         "mha(x, memory, key_padding_mask=...))")
 
 
 @checker("Exercise 6.2 — attention pooling")
@@ -55,33 +99,26 @@ def check_attention_pool(attention_pool) -> None:
     expect_close(pooled, expected, "the pooled vectors (scores query · m_t / √C, softmax over positions)")
 
 
-@checker("Exercise 6.3 — one forward for self- and cross-attention")
-def check_attention_forward(attention_forward) -> None:
-    """``attention_forward(mha, query, key_value=None, key_padding_mask=None)`` -> (B, T_q, C)."""
-    C, n_heads, T_q, T_k = 16, 4, 5, 7
-    with torch.random.fork_rng():
-        torch.manual_seed(6)
-        theirs = nn.MultiheadAttention(C, n_heads, batch_first=True).eval()
-        query, key_value = torch.randn(2, T_q, C), torch.randn(2, T_k, C)
-    mha = copy_weights_from_torch(MultiHeadAttention(C, n_heads), theirs).eval()
-    padding = _padding([7, 4], T_k)  # (B, T_k): True = padding
+@checker("Exercise 6.3 — predict the output for an empty source")
+def check_empty_source_output(empty_source_output) -> None:
+    """``empty_source_output(mha, x)``: what ``mha(x, memory, key_padding_mask=all True)`` returns, (B, T, C)."""
+    torch.manual_seed(1)
+    B, T, T_enc, C = 2, 3, 5, 8
+    mha = MultiHeadAttention(C, 2).eval()
+    nn.init.normal_(mha.out_proj.bias)  # a bias that is not 0, so that it shows
+    x = torch.randn(B, T, C)
     with torch.no_grad():
-        own = attention_forward(mha, query.clone())
-        expect_shape(own, (2, T_q, C), "attention_forward(mha, query) with no key_value")
-        expect_close(own, theirs(query, query, query, need_weights=False)[0],
-                     "self-attention (key_value=None: keys and values come from the query's sequence)")
-        cross = attention_forward(mha, query.clone(), key_value.clone())
-        expect_shape(cross, (2, T_q, C),
-                     f"cross-attention of a query {tuple(query.shape)} to key_value "
-                     f"{tuple(key_value.shape)} (the query's length, T_q = {T_q})")
-        expect(not torch.allclose(cross, own, atol=1e-5),
-               "given key_value, the keys and values must come from it, not from the query")
-        expect_close(cross, theirs(query, key_value, key_value, need_weights=False)[0],
-                     "cross-attention (queries from query; keys and values from key_value)")
-        masked = attention_forward(mha, query.clone(), key_value.clone(), padding)
-        noisy = key_value.masked_fill(padding[:, :, None], 100.0)
-        expect(torch.allclose(attention_forward(mha, query.clone(), noisy, padding), masked, atol=1e-5),
-               "what sits at the padded key positions changed the output: mask their scores with "
-               "-inf before the softmax (key_padding_mask is (B, T_k), True = padding)")
-        expected = theirs(query, key_value, key_value, key_padding_mask=padding, need_weights=False)[0]
-        expect_close(masked, expected, "cross-attention with a key padding mask")
+        predicted = empty_source_output(mha, x.clone())
+        actual = mha(x, torch.randn(B, T_enc, C), key_padding_mask=torch.ones(B, T_enc, dtype=torch.bool))
+    expect_shape(predicted, (B, T, C), "empty_source_output(mha, x)")
+    predicted = predicted.detach()
+    expect(not torch.isnan(predicted).any(),
+           "NaN is what plain softmax over no keys gives (chapter 05); the kept module defines the "
+           "average over nothing instead. What is it, and what does out_proj make of it?")
+    expect(not torch.allclose(predicted, torch.zeros_like(predicted)),
+           "the attention output is 0, but the module does not stop there: out_proj maps 0 to its bias")
+    expect(not torch.allclose(predicted, mha(x, x).detach(), atol=1e-6),
+           "that is self-attention of x; here every key of the memory is padding")
+    expect_close(predicted, actual, "your prediction (compared with the module's own output)")
+
+
