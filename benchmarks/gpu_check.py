@@ -327,11 +327,14 @@ def run_notebook(path: str) -> int:
     """
     os.environ.setdefault("MPLBACKEND", "Agg")
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
 
     notebook = (ROOT / path).resolve()
     cells = [c for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
     os.chdir(notebook.parent)  # as Jupyter starts a notebook's kernel
-    shell = InteractiveShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False  # several chapters at once: no shared history database
+    shell = InteractiveShell.instance(config=config)
     started = time.perf_counter()
     for number, cell in enumerate(cells):
         source = "".join(cell["source"])
