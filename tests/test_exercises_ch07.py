@@ -7,17 +7,35 @@ import torch.nn.functional as F
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch07 import (
     check_feed_forward_as_convolutions,
-    check_feed_forward_parameters,
     check_pre_norm_stack,
     check_rms_norm,
+    check_swiglu,
 )
 
 
-def test_parameter_count_without_biases_is_rejected_with_a_hint():
-    with pytest.raises(ExerciseFailed, match="the two biases add d_ff \\+ C more"):
-        check_feed_forward_parameters(lambda C, d_ff: 2 * C * d_ff)
+def swiglu(x, W_gate, W_up, W_down, gate=F.silu):
+    return (gate(x @ W_gate) * (x @ W_up)) @ W_down
+
+
+def width(C):
+    return round(8 * C / 3)
+
+
+def test_swiglu_checker(capsys):
+    check_swiglu(swiglu, width)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="wrong branch"):
+        check_swiglu(lambda x, g, u, d: swiglu(x, u, g, d), width)
+    with pytest.raises(ExerciseFailed, match="GLU"):
+        check_swiglu(lambda x, g, u, d: swiglu(x, g, u, d, gate=torch.sigmoid), width)
+    with pytest.raises(ExerciseFailed, match="ReGLU"):
+        check_swiglu(lambda x, g, u, d: swiglu(x, g, u, d, gate=torch.relu), width)
+    with pytest.raises(ExerciseFailed, match="differs from the expected"):  # no gate at all
+        check_swiglu(lambda x, g, u, d: (x @ u) @ d, width)
+    with pytest.raises(ExerciseFailed, match="nearly\\) equal"):
+        check_swiglu(swiglu, lambda C: 4 * C)  # the ReLU network's width: 1.5 times the parameters
     with pytest.raises(ExerciseFailed, match="return an int"):
-        check_feed_forward_parameters(lambda C, d_ff: 2.0 * C * d_ff + d_ff + C)
+        check_swiglu(swiglu, lambda C: 8 * C / 3)
 
 
 def test_rms_norm_mistakes_are_named():

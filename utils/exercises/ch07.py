@@ -8,16 +8,40 @@ from utils.exercises import checker, expect, expect_close, expect_shape
 from utils.layers import FeedForward, LayerNorm, Residual
 
 
-@checker("Exercise 7.1 — the feed-forward network's parameters")
-def check_feed_forward_parameters(feed_forward_parameters) -> None:
-    """``feed_forward_parameters(C, d_ff)``: how many numbers a FeedForward(C, d_ff) learns."""
-    for C, d_ff in ((16, 64), (10, 7), (512, 2048), (768, 3072)):
-        expected = sum(p.numel() for p in FeedForward(C, d_ff).parameters()) if C < 100 else 2 * C * d_ff + d_ff + C
-        value = feed_forward_parameters(C, d_ff)
-        expect(isinstance(value, int), f"return an int, got {type(value).__name__}")
-        weights_only = 2 * C * d_ff
-        hint = " (you counted the weights; the two biases add d_ff + C more)" if value == weights_only else ""
-        expect(value == expected, f"for C={C}, d_ff={d_ff} you gave {value:,}; it is {expected:,}{hint}")
+def _swiglu_reference(x, W_gate, W_up, W_down):
+    x, W_gate, W_up, W_down = (t.double() for t in (x, W_gate, W_up, W_down))
+    gate = x @ W_gate
+    return (gate * torch.sigmoid(gate) * (x @ W_up)) @ W_down
+
+
+@checker("Exercise 7.1 — a gated feed-forward network (SwiGLU)")
+def check_swiglu(swiglu, swiglu_width) -> None:
+    """``swiglu(x, W_gate, W_up, W_down)`` = (SiLU(x W_gate) ⊙ x W_up) W_down, no biases;
+    ``swiglu_width(C)``: the hidden width with the parameters of FeedForward(C, 4C)'s weights."""
+    generator = torch.Generator().manual_seed(0)
+    B, T, C, hidden = 2, 3, 6, 16
+    x = torch.randn(B, T, C, generator=generator)
+    W_gate, W_up = (torch.randn(C, hidden, generator=generator) for _ in range(2))
+    W_down = torch.randn(hidden, C, generator=generator)
+    out = swiglu(x.clone(), W_gate.clone(), W_up.clone(), W_down.clone())
+    expect_shape(out, (B, T, C), "swiglu(x, ...) for x of shape (2, 3, 6)")
+    out = out.detach().double()
+    expected = _swiglu_reference(x, W_gate, W_up, W_down)
+    expect(not torch.allclose(out, _swiglu_reference(x, W_up, W_gate, W_down), atol=1e-4),
+           "SiLU went on the wrong branch: the gate is SiLU(x @ W_gate), multiplied by the plain x @ W_up")
+    sigmoid_gate = (torch.sigmoid(x.double() @ W_gate.double()) * (x.double() @ W_up.double())) @ W_down.double()
+    expect(not torch.allclose(out, sigmoid_gate, atol=1e-4),
+           "that is sigmoid(x W_gate) ⊙ x W_up (GLU); Swish/SiLU is z · sigmoid(z)")
+    relu_gate = (torch.relu(x.double() @ W_gate.double()) * (x.double() @ W_up.double())) @ W_down.double()
+    expect(not torch.allclose(out, relu_gate, atol=1e-4), "that is ReGLU (ReLU gate); SwiGLU uses SiLU")
+    expect_close(out, expected, "swiglu(x, ...)", atol=1e-4)
+    for C in (64, 768, 4096):
+        width = swiglu_width(C)
+        expect(isinstance(width, int), f"swiglu_width should return an int, got {type(width).__name__}")
+        relu_parameters, swiglu_parameters = 2 * C * 4 * C, 3 * C * width
+        expect(abs(swiglu_parameters - relu_parameters) <= 3 * C,
+               f"swiglu_width({C}) = {width}: three ({C} × {width}) matrices hold {swiglu_parameters:,} "
+               f"weights, FeedForward({C}, {4 * C})'s two hold {relu_parameters:,}; make them (nearly) equal")
 
 
 def _rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
