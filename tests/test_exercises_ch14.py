@@ -16,28 +16,28 @@ def gather_to_rank_0(tensors, send):
 
 
 def pass_whole_tensors(tensors, send):
-    """A ring, but each step carries the whole running sum: N - 1 full tensors per rank, not 2(N - 1)/N."""
-    N = len(tensors)
+    """A ring, but each step carries the whole running sum: W - 1 full tensors per rank, not 2(W - 1)/W."""
+    W = len(tensors)
     total = tensors[0]
-    for r in range(N - 1):
+    for r in range(W - 1):
         total = send(r, r + 1, total) + tensors[r + 1]
     copies = [total]
-    for r in range(N - 1, 0, -1):
-        copies.append(send(r, (r + 1) % N, copies[-1]))
-    return [total / N] * N
+    for r in range(W - 1, 0, -1):
+        copies.append(send(r, (r + 1) % W, copies[-1]))
+    return [total / W] * W
 
 
 def ring_sum(tensors, send):
-    N = len(tensors)
-    chunks = [list(t.chunk(N)) for t in tensors]
-    for s in range(N - 1):
-        arriving = [send(r, (r + 1) % N, chunks[r][(r - s) % N]) for r in range(N)]
-        for r in range(N):
-            chunks[(r + 1) % N][(r - s) % N] = chunks[(r + 1) % N][(r - s) % N] + arriving[r]
-    for s in range(N - 1):
-        arriving = [send(r, (r + 1) % N, chunks[r][(r + 1 - s) % N]) for r in range(N)]
-        for r in range(N):
-            chunks[(r + 1) % N][(r + 1 - s) % N] = arriving[r]
+    W = len(tensors)
+    chunks = [list(t.chunk(W)) for t in tensors]
+    for s in range(W - 1):
+        arriving = [send(r, (r + 1) % W, chunks[r][(r - s) % W]) for r in range(W)]
+        for r in range(W):
+            chunks[(r + 1) % W][(r - s) % W] = chunks[(r + 1) % W][(r - s) % W] + arriving[r]
+    for s in range(W - 1):
+        arriving = [send(r, (r + 1) % W, chunks[r][(r + 1 - s) % W]) for r in range(W)]
+        for r in range(W):
+            chunks[(r + 1) % W][(r + 1 - s) % W] = arriving[r]
     return [torch.cat(c) for c in chunks]
 
 
@@ -46,7 +46,7 @@ def test_ring_all_reduce_checker_rejects_a_star_whole_tensors_and_the_sum():
         check_ring_all_reduce(gather_to_rank_0)
     with pytest.raises(ExerciseFailed, match="one chunk of"):
         check_ring_all_reduce(pass_whole_tensors)
-    with pytest.raises(ExerciseFailed, match="divide by N"):
+    with pytest.raises(ExerciseFailed, match="divide by W"):
         check_ring_all_reduce(ring_sum)
     check_ring_all_reduce(lambda tensors, send: [r / len(tensors) for r in ring_sum(tensors, send)])
 
@@ -98,5 +98,5 @@ def test_epoch_indices_checker_compares_with_distributed_sampler_and_names_each_
         check_epoch_indices(indices_with(rank_seed=True))
     with pytest.raises(ExerciseFailed, match=r"the ranks got \[4, 3\] indices"):
         check_epoch_indices(indices_with(pad=False))
-    with pytest.raises(ExerciseFailed, match=r"rank r takes places r, r \+ N"):
+    with pytest.raises(ExerciseFailed, match=r"rank r takes places r, r \+ W"):
         check_epoch_indices(indices_with(strided=False))

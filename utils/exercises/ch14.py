@@ -12,10 +12,10 @@ from utils.exercises import ExerciseFailed, checker, expect, expect_close
 
 @checker("Exercise 14.1 — ring all-reduce by hand")
 def check_ring_all_reduce(ring_all_reduce) -> None:
-    """``ring_all_reduce(tensors, send)``: N ranks' 1-D tensors → N copies of their mean, neighbours only.
+    """``ring_all_reduce(tensors, send)``: W ranks' 1-D tensors → W copies of their mean, neighbours only.
 
     ``send(source, destination, tensor)`` carries a tensor from rank ``source`` to
-    rank ``destination = source + 1 (mod N)`` and returns the copy that arrives.
+    rank ``destination = source + 1 (mod W)`` and returns the copy that arrives.
     """
     for world, length in ((2, 6), (4, 8), (3, 9)):
         g = torch.Generator().manual_seed(14 + world)
@@ -39,7 +39,7 @@ def check_ring_all_reduce(ring_all_reduce) -> None:
         for r, result in enumerate(results):
             if isinstance(result, torch.Tensor) and result.shape == total.shape and torch.allclose(result, total,
                                                                                                    atol=1e-5):
-                raise ExerciseFailed(f"rank {r} holds the sum of the gradients; divide by N = {world} for the mean")
+                raise ExerciseFailed(f"rank {r} holds the sum of the gradients; divide by W = {world} for the mean")
             expect_close(result, expected, f"rank {r}'s result with {world} ranks")
         chunk = length // world
         for r in range(world):
@@ -119,7 +119,7 @@ def check_epoch_indices(epoch_indices) -> None:
     The same as ``DistributedSampler(range(n), world_size, rank, shuffle=True, seed=seed)``
     after ``set_epoch(epoch)``: one permutation of ``range(n)`` per epoch, drawn by
     ``torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))`` on every
-    rank, padded with its own start to a multiple of N, rank r taking places r, r + N, ...
+    rank, padded with its own start to a multiple of W, rank r taking places r, r + W, ...
     """
     from torch.utils.data import DistributedSampler
 
@@ -148,5 +148,5 @@ def check_epoch_indices(epoch_indices) -> None:
                 expect(shares != earlier, f"{what}: the same order as epoch 0; seed the generator with "
                                           "seed + epoch, as set_epoch does, for a new order every epoch")
             expect(False, f"{what}: rank shares {shares}, DistributedSampler's {expected} (one "
-                          "torch.randperm per epoch, padded with its start to a multiple of N; rank r takes "
-                          "places r, r + N, r + 2N, ...)")
+                          "torch.randperm per epoch, padded with its start to a multiple of W; rank r takes "
+                          "places r, r + W, r + 2W, ...)")
