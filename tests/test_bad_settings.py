@@ -105,3 +105,19 @@ def test_timing_helpers_name_bad_counts():
     for name, value in (("repeat", 2.5), ("warmup", True), ("repeat", 0)):
         with pytest.raises(ValueError, match=rf"^{name} must be"):
             seconds_per_call(lambda: None, **{name: value})
+
+
+def test_a_device_named_in_the_environment_is_checked_where_it_is_read(monkeypatch):
+    from utils import environment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LLM_FROM_SCRATCH_DEVICE", "cudaa")
+    with pytest.raises(ValueError, match=r"^LLM_FROM_SCRATCH_DEVICE='cudaa' is not a device"):
+        environment.pick_device()
+    monkeypatch.setenv("LLM_FROM_SCRATCH_DEVICE", "cuda")
+    with pytest.raises(ValueError, match=r"^LLM_FROM_SCRATCH_DEVICE='cuda': this machine has no CUDA GPU"):
+        environment.pick_device()
+    with pytest.raises(ValueError, match=r"^device='cuda:0': this machine has no CUDA GPU"):
+        environment.pick_device("cuda:0")
+    monkeypatch.setenv("LLM_FROM_SCRATCH_DEVICE", "cpu")
+    assert environment.pick_device() == torch.device("cpu")

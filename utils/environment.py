@@ -193,9 +193,19 @@ def pick_device(preferred: str | None = None) -> torch.device:
     ``preferred`` (or the environment variable ``LLM_FROM_SCRATCH_DEVICE``) forces
     one, e.g. ``"cpu"`` to compare a GPU run with a laptop run.
     """
+    source = "device" if preferred else "LLM_FROM_SCRATCH_DEVICE"
     preferred = preferred or os.environ.get("LLM_FROM_SCRATCH_DEVICE")
     if preferred:
-        return torch.device(preferred)
+        try:
+            device = torch.device(preferred)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"{source}={preferred!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+        mps = getattr(torch.backends, "mps", None)
+        if (device.type == "cuda" and not torch.cuda.is_available()) or (
+                device.type == "mps" and not (mps is not None and mps.is_available())):
+            kind = "CUDA GPU" if device.type == "cuda" else "Apple MPS"
+            raise ValueError(f"{source}={preferred!r}: this machine has no {kind}; use cpu (or leave it unset)")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
