@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 < args.budget < float("inf") and 0 <= args.reserve < float("inf")) or args.parallel < 0 \
             or args.translate_steps < 1:
         parser.error("--budget must be > 0, --reserve and --parallel >= 0, --translate-steps >= 1")
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    # the translate run's checkpoint folder (made, and removed afterwards, only by a real run)
+    work = Path(tempfile.gettempdir() if args.dry_run else tempfile.mkdtemp(prefix="gpu_check_"))
     jobs = plan(nanogpt, only, args.translate_steps, work)
     facts = device_facts()
     if args.dry_run:
