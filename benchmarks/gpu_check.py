@@ -431,10 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 < args.budget < float("inf") and 0 <= args.reserve < float("inf")) or args.parallel < 0 \
             or args.translate_steps < 1:
         parser.error("--budget must be > 0, --reserve and --parallel >= 0, --translate-steps >= 1")
+    facts = device_facts()
+    if not args.dry_run and facts["device"] == "no CUDA GPU":
+        print("gpu_check: no CUDA GPU on this machine; use --dry-run to check the plan", file=sys.stderr)
+        return 2
     # the translate run's checkpoint folder (made, and removed afterwards, only by a real run)
     work = Path(tempfile.gettempdir() if args.dry_run else tempfile.mkdtemp(prefix="gpu_check_"))
     jobs = plan(nanogpt, only, args.translate_steps, work)
-    facts = device_facts()
     if args.dry_run:
         started = time.monotonic()
         checks = dry_run_checks(jobs, nanogpt)
@@ -444,9 +447,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(jobs)} jobs planned; dry run took {time.monotonic() - started:.1f} s; "
               f"{args.out / 'report.md'}")
         return 0 if all(c["ok"] or not c["blocking"] for c in checks) else 1
-    if facts["device"] == "no CUDA GPU":
-        print("gpu_check: no CUDA GPU on this machine; use --dry-run to check the plan", file=sys.stderr)
-        return 2
     deadline = time.monotonic() + args.budget
     parallel = args.parallel or max(1, os.cpu_count() or 2)  # each chapter: one CPU thread, mostly GPU work
     threads = max(1, (os.cpu_count() or 2) // parallel)
