@@ -5,31 +5,65 @@ import torch
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch08 import (
-    check_encoder_block_parameters,
+    check_batch_invariance_gap,
+    check_length_batches,
     check_masked_mean,
-    check_padding_mask,
     check_pre_norm_block,
 )
 
 
-def test_block_parameter_count_mistakes_get_hints():
-    attention = lambda C: 4 * (C * C + C)
-    feed_forward = lambda C, d_ff: 2 * C * d_ff + d_ff + C
-    with pytest.raises(ExerciseFailed, match="left out the two LayerNorms"):
-        check_encoder_block_parameters(lambda C, d_ff: attention(C) + feed_forward(C, d_ff))
-    with pytest.raises(ExerciseFailed, match="left out the biases"):
-        check_encoder_block_parameters(lambda C, d_ff: 4 * C * C + 2 * C * d_ff + 4 * C)
-    with pytest.raises(ExerciseFailed, match="for C=16, d_ff=64 you gave 3,072; it is 3,280"):
-        check_encoder_block_parameters(lambda C, d_ff: 4 * C * C + 2 * C * d_ff)
+def length_batches(lengths, batch_size, sort=True):
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort else list(range(len(lengths)))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def test_padding_mask_mistakes_are_named():
-    with pytest.raises(ExerciseFailed, match="swapped"):
-        check_padding_mask(lambda lengths, T: torch.arange(T)[None, :] < lengths[:, None])
-    with pytest.raises(ExerciseFailed, match="bool"):
-        check_padding_mask(lambda lengths, T: (torch.arange(T)[None, :] >= lengths[:, None]).int())
-    with pytest.raises(ExerciseFailed, match="expected"):
-        check_padding_mask(lambda lengths, T: torch.arange(T)[None, :] > lengths[:, None])  # off by one
+def test_length_batches_checker(capsys):
+    check_length_batches(length_batches)
+    check_length_batches(lambda lengths, b: length_batches(lengths, b)[::-1])  # any batch order is fine
+    assert capsys.readouterr().out.count("✓") == 2
+    with pytest.raises(ExerciseFailed, match="sorted by length first they need only"):
+        check_length_batches(lambda lengths, b: length_batches(lengths, b, sort=False))
+    with pytest.raises(ExerciseFailed, match="hold the lengths themselves"):
+        check_length_batches(lambda lengths, b: [[lengths[i] for i in batch] for batch in length_batches(lengths, b)])
+    with pytest.raises(ExerciseFailed, match="exactly one batch: missing"):
+        check_length_batches(lambda lengths, b: length_batches(lengths, b)[:-1])
+    with pytest.raises(ExerciseFailed, match="batches hold 1 to"):
+        check_length_batches(lambda lengths, b: [sorted(range(len(lengths)), key=lambda i: lengths[i])])
+    with pytest.raises(ExerciseFailed, match="a list of batches"):
+        check_length_batches(lambda lengths, b: torch.tensor(length_batches(lengths, len(lengths))))
+
+
+def batch_invariance_gap(encoder, sentences, use_mask=True, all_positions=False):
+    longest, C = max(len(s) for s in sentences), sentences[0].shape[-1]
+    batch = torch.zeros(len(sentences), longest, C)
+    padding = torch.ones(len(sentences), longest, dtype=torch.bool)
+    for b, s in enumerate(sentences):
+        batch[b, : len(s)], padding[b, : len(s)] = s, False
+    batched = encoder(batch, key_padding_mask=padding if use_mask else None)
+    gaps = []
+    for b, s in enumerate(sentences):
+        alone = encoder(s[None])[0]
+        if all_positions:  # compares the padded rows too
+            alone = torch.cat([alone, torch.zeros(longest - len(s), C)])
+            gaps.append((alone - batched[b]).abs().max().item())
+        else:
+            gaps.append((alone - batched[b, : len(s)]).abs().max().item())
+    return max(gaps)
+
+
+def test_batch_invariance_checker(capsys):
+    check_batch_invariance_gap(batch_invariance_gap)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="Do you pass key_padding_mask"):
+        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s, use_mask=False))
+    with pytest.raises(ExerciseFailed, match="compare only the real positions"):
+        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s, all_positions=True))
+    with pytest.raises(ExerciseFailed, match="encode each sentence alone AND"):
+        check_batch_invariance_gap(lambda e, s: 0.0)
+    with pytest.raises(ExerciseFailed, match="return one number"):
+        check_batch_invariance_gap(lambda e, s: torch.tensor(batch_invariance_gap(e, s)))
+    with pytest.raises(ExerciseFailed, match="largest absolute"):  # the mean difference, not the largest
+        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s) / 2)
 
 
 def test_masked_mean_mistakes_are_named():

@@ -7,18 +7,9 @@ from utils.exercises import ExerciseFailed
 from utils.exercises.ch09 import (
     check_cross_attention_mask,
     check_decoder_block_forward,
-    check_decoder_parameters,
-    check_teacher_forcing,
+    check_scheduled_inputs,
+    check_score_entries,
 )
-
-
-def test_teacher_forcing_checker_rejects_wrong_pairs():
-    with pytest.raises(ExerciseFailed, match="swapped"):
-        check_teacher_forcing(lambda ids, sos, eos: ([*ids, eos], [sos, *ids]))
-    with pytest.raises(ExerciseFailed, match="<EOS>"):
-        check_teacher_forcing(lambda ids, sos, eos: ([sos, *ids], [*ids, sos]))
-    with pytest.raises(ExerciseFailed, match="both sequences have"):
-        check_teacher_forcing(lambda ids, sos, eos: ([sos, *ids[:-1]], ids))  # forgot <EOS>, dropped a token
 
 
 def test_cross_attention_mask_checker_rejects_causal_and_inverted_masks():
@@ -30,17 +21,52 @@ def test_cross_attention_mask_checker_rejects_causal_and_inverted_masks():
         check_cross_attention_mask(lambda pad, T: ~pad)
 
 
-def test_decoder_parameters_checker_rejects_an_encoder_count_and_a_missing_bias():
-    encoder_count = lambda C, d_ff: 4 * (C * C + C) + 2 * C * d_ff + d_ff + C + 4 * C
-    with pytest.raises(ExerciseFailed, match="cross-attention"):
-        check_decoder_parameters(encoder_count)
-    with pytest.raises(ExerciseFailed, match="you counted"):
-        check_decoder_parameters(lambda C, d_ff: 8 * C * C + 2 * C * d_ff + d_ff + C + 6 * C)
+def scheduled_inputs(labels, predictions, p, sos_id, generator, shift=True, own_coins=False):
+    coins = torch.rand(labels.shape, generator=None if own_coins else generator) < p  # (B, T)
+    mixed = torch.where(coins, predictions, labels)
+    if not shift:  # the labels shifted, but the prediction of the same step
+        shifted = torch.cat([torch.full_like(labels[:, :1], sos_id), labels[:, :-1]], dim=1)
+        return torch.where(coins, predictions, shifted).index_fill(1, torch.tensor([0]), sos_id)
+    return torch.cat([torch.full_like(labels[:, :1], sos_id), mixed[:, :-1]], dim=1)
 
 
-def test_parameter_count_that_is_not_a_number_gets_the_checkers_message():
-    with pytest.raises(ExerciseFailed, match="as an int; decoder_block_parameters\\(32, 128\\) returned None"):
-        check_decoder_parameters(lambda C, d_ff: None)
+def test_scheduled_sampling_checker(capsys):
+    check_scheduled_inputs(scheduled_inputs)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="shifted one place right"):
+        check_scheduled_inputs(lambda labels, preds, p, sos, g: labels.clone())
+    with pytest.raises(ExerciseFailed, match="shift the predictions right too"):
+        check_scheduled_inputs(lambda *a: scheduled_inputs(*a, shift=False))
+    with pytest.raises(ExerciseFailed, match="about a quarter"):  # one coin per sequence, not per position
+        check_scheduled_inputs(lambda labels, preds, p, sos, g: scheduled_inputs(
+            labels, preds, 0.0 if p < 1 else p, sos, g))
+    with pytest.raises(ExerciseFailed, match="torch.long"):
+        check_scheduled_inputs(lambda *a: scheduled_inputs(*a).float())
+    torch.manual_seed(0)
+    with pytest.raises(ExerciseFailed, match="the generator you are given"):
+        check_scheduled_inputs(lambda labels, preds, p, sos, g: scheduled_inputs(
+            labels, preds, p, sos, torch.Generator().manual_seed(5)))
+
+
+def score_entries(T_enc, n_new, cached, cross=True, steps_from=1):
+    total = 0
+    for k in range(steps_from, n_new + steps_from):  # positions read at this step
+        queries = 1 if cached else k
+        total += queries * k + (queries * T_enc if cross else 0)
+    return total
+
+
+def test_score_entries_checker(capsys):
+    check_score_entries(score_entries)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="left out cross-attention"):
+        check_score_entries(lambda T_enc, n, cached: score_entries(T_enc, n, cached, cross=False))
+    with pytest.raises(ExerciseFailed, match="that is the cached count"):
+        check_score_entries(lambda T_enc, n, cached: score_entries(T_enc, n, True))
+    with pytest.raises(ExerciseFailed, match="off by one step"):
+        check_score_entries(lambda T_enc, n, cached: score_entries(T_enc, n, cached, steps_from=2))
+    with pytest.raises(ExerciseFailed, match="return an int"):
+        check_score_entries(lambda T_enc, n, cached: float(score_entries(T_enc, n, cached)))
 
 
 def _block(parts, x, memory, tgt_padding, src_padding, self_causal=True, cross_causal=False,

@@ -9,35 +9,82 @@ from utils.encoder import EncoderBlock, copy_encoder_layer_from_torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
-@checker("Exercise 8.1 — the parameters of an encoder block")
-def check_encoder_block_parameters(encoder_block_parameters) -> None:
-    """``encoder_block_parameters(C, d_ff)``: how many numbers an EncoderBlock(C, n_heads, d_ff) learns."""
-    for C, d_ff in ((16, 64), (12, 20), (512, 2048)):
-        block = EncoderBlock(C, 4, d_ff)
-        expected = sum(p.numel() for p in block.parameters())
-        value = encoder_block_parameters(C, d_ff)
-        expect(isinstance(value, int), f"return an int, got {type(value).__name__}")
-        hint = ""
-        if value == expected - 4 * C:
-            hint = " (you left out the two LayerNorms: a gain and a bias of C numbers each)"
-        elif value == expected - (4 * C + d_ff + C):
-            hint = " (you left out the biases of attention's four projections and of the feed-forward network)"
-        expect(value == expected, f"for C={C}, d_ff={d_ff} you gave {value:,}; it is {expected:,}{hint}")
+def _padding_of(batches: list[list[int]], lengths: list[int]) -> int:
+    return sum(len(batch) * max(lengths[i] for i in batch) - sum(lengths[i] for i in batch) for batch in batches)
 
 
-@checker("Exercise 8.2 — a padding mask from lengths")
-def check_padding_mask(padding_mask) -> None:
-    """``padding_mask(lengths, T)``: bool (B, T), True at the padding positions t >= lengths[b]."""
-    lengths = torch.tensor([3, 5, 1])
-    mask = padding_mask(lengths, 5)
-    expect_shape(mask, (3, 5), "padding_mask(tensor([3, 5, 1]), T=5)")
-    expect(mask.dtype == torch.bool, f"the mask must be a bool tensor, got {mask.dtype}")
-    expected = torch.tensor([[False, False, False, True, True], [False] * 5, [False, True, True, True, True]])
-    expect(not torch.equal(mask, ~expected),
-           "True and False are swapped: in a key_padding_mask True marks padding (PyTorch's convention)")
-    expect(torch.equal(mask, expected), f"for lengths [3, 5, 1] and T=5 you gave\n{mask.int().tolist()}\n"
-                                        f"expected\n{expected.int().tolist()} (1 = padding)")
-    expect(padding_mask(torch.tensor([2]), 4).shape == (1, 4), "the mask's width must be T, not the longest length")
+@checker("Exercise 8.1 — batches of similar lengths")
+def check_length_batches(length_batches) -> None:
+    """``length_batches(lengths, batch_size)``: lists of indices, each index once, at most batch_size per batch,
+    with as little padding as sorting by length gives."""
+    generator = torch.Generator().manual_seed(0)
+    for n, batch_size in ((23, 4), (8, 8), (10, 3)):
+        lengths = torch.randint(1, 40, (n,), generator=generator).tolist()
+        batches = length_batches(list(lengths), batch_size)
+        expect(isinstance(batches, list) and all(isinstance(b, list | tuple) for b in batches),
+               f"return a list of batches, each a list of indices, got {type(batches).__name__}")
+        flat = [i for batch in batches for i in batch]
+        expect(all(isinstance(i, int) and not isinstance(i, bool) for i in flat),
+               "each batch should hold indices (ints) into lengths")
+        if sorted(flat) != list(range(n)) and sorted(flat) == sorted(lengths):
+            expect(False, "your batches hold the lengths themselves; return the indices of the sentences "
+                          "(the batch is built from sentences, not from their lengths)")
+        missing, repeated = sorted(set(range(n)) - set(flat)), sorted({i for i in flat if flat.count(i) > 1})
+        expect(not missing and not repeated and len(flat) == n,
+               f"every sentence must be in exactly one batch: missing {missing}, repeated {repeated}")
+        too_big = [len(batch) for batch in batches if len(batch) > batch_size]
+        expect(not too_big and all(batches), f"batches hold 1 to {batch_size} sentences; yours have sizes "
+                                             f"{[len(b) for b in batches]}")
+        order = sorted(range(n), key=lambda i: lengths[i])
+        best = _padding_of([order[i : i + batch_size] for i in range(0, n, batch_size)], lengths)
+        yours = _padding_of([list(batch) for batch in batches], lengths)
+        in_order = _padding_of([list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)], lengths)
+        expect(yours <= best,
+               f"your {len(batches)} batches of {n} sentences need {yours} padding positions; sorted by length "
+               f"first they need only {best} (in the given order: {in_order})")
+
+
+def _gap_reference(encoder, sentences):
+    longest = max(len(s) for s in sentences)
+    C = sentences[0].shape[-1]
+    batch = torch.zeros(len(sentences), longest, C)
+    padding = torch.ones(len(sentences), longest, dtype=torch.bool)
+    for b, sentence in enumerate(sentences):
+        batch[b, : len(sentence)], padding[b, : len(sentence)] = sentence, False
+    batched = encoder(batch, key_padding_mask=padding)
+    return max((encoder(s[None])[0] - batched[b, : len(s)]).abs().max().item() for b, s in enumerate(sentences))
+
+
+@checker("Exercise 8.2 — does the batch change a sentence's encoding?")
+def check_batch_invariance_gap(batch_invariance_gap) -> None:
+    """``batch_invariance_gap(encoder, sentences)``: the largest difference, over the real positions, between
+    each sentence encoded alone and encoded in one zero-padded batch with its key padding mask."""
+    from utils.encoder import Encoder
+
+    torch.manual_seed(0)
+    C = 8
+    sentences = [torch.randn(T, C) for T in (5, 2, 7)]
+    encoder = Encoder(2, C, 2).eval()
+
+    class IgnoresTheMask(nn.Module):  # a broken encoder: attends to padding
+        def forward(self, x, key_padding_mask=None):
+            return encoder(x)
+
+    with torch.no_grad():
+        gap = batch_invariance_gap(encoder, [s.clone() for s in sentences])
+        leaky = batch_invariance_gap(IgnoresTheMask(), [s.clone() for s in sentences])
+        expected_leaky = _gap_reference(IgnoresTheMask(), sentences)
+    for value, what in ((gap, "the kept Encoder"), (leaky, "an encoder that ignores the mask")):
+        expect(isinstance(value, float | int) and not isinstance(value, bool),
+               f"return one number (a float), got {type(value).__name__} for {what}")
+    expect(gap < 1e-4, f"for the kept Encoder you report a gap of {gap:.3g}; with the padding mask a real "
+                       "token never reads padding, so the gap is rounding only (< 1e-4). Do you pass "
+                       "key_padding_mask (True = padding) and compare only the real positions?")
+    expect(leaky > 1e-3, f"an encoder that ignores the mask changes the real tokens' vectors, but you report "
+                         f"{leaky:.3g}: encode each sentence alone AND in the padded batch, and compare")
+    expect(abs(leaky - expected_leaky) < 1e-4 * max(1.0, expected_leaky),
+           f"for the leaky encoder you report {leaky:.5g}, expected {expected_leaky:.5g}: the largest absolute "
+           "difference over every sentence's real positions")
 
 
 @checker("Exercise 8.3 — one vector per sentence")

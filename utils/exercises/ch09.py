@@ -9,25 +9,43 @@ from utils.decoder import DecoderBlock, copy_decoder_layer_from_torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
-@checker("Exercise 9.1 — teacher forcing")
-def check_teacher_forcing(teacher_forcing) -> None:
-    """``teacher_forcing(target_ids, sos_id, eos_id)`` returns (decoder_input, labels)."""
-    for target, sos, eos in (([7, 8, 9], 1, 2), ([42], 1, 2), ([5, 6, 7, 8, 9, 10], 11, 12)):
-        result = teacher_forcing(list(target), sos, eos)
-        expect(isinstance(result, tuple) and len(result) == 2,
-               f"return the pair (decoder_input, labels), got {type(result).__name__}")
-        decoder_input, labels = (list(x.tolist() if hasattr(x, "tolist") else x) for x in result)
-        expected_input, expected_labels = [sos, *target], [*target, eos]
-        expect(len(decoder_input) == len(labels) == len(target) + 1,
-               f"for a target of {len(target)} tokens both sequences have {len(target) + 1} tokens; "
-               f"you gave {len(decoder_input)} and {len(labels)}")
-        expect(decoder_input != [*target, eos] or labels != [sos, *target],
-               "decoder input and labels are swapped: the input starts with <SOS>, the labels end with <EOS>")
-        expect(decoder_input == expected_input,
-               f"target {target}: the decoder input is <SOS>={sos} then the target, {expected_input}; "
-               f"you gave {decoder_input}")
-        expect(labels == expected_labels,
-               f"target {target}: the labels are the target then <EOS>={eos}, {expected_labels}; you gave {labels}")
+@checker("Exercise 9.1 — scheduled sampling: the decoder reads some of its own guesses")
+def check_scheduled_inputs(scheduled_inputs) -> None:
+    """``scheduled_inputs(labels, predictions, p, sos_id, generator)`` -> decoder input (B, T): <SOS>, then for
+    each later position the previous label, replaced by the model's previous prediction with probability p."""
+    labels = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])  # (B, T): the target then <EOS>=2, <PAD>=0
+    predictions = torch.tensor([[5, 3, 7, 4, 2], [11, 10, 12, 13, 14]])  # (B, T): the model's argmax at each step
+    sos = 1
+    forced = torch.tensor([[1, 5, 6, 7, 8], [1, 9, 10, 2, 0]])  # teacher forcing: labels shifted right
+    free = torch.tensor([[1, 5, 3, 7, 4], [1, 11, 10, 12, 13]])  # the model's own previous outputs
+    out = scheduled_inputs(labels.clone(), predictions.clone(), 0.0, sos, torch.Generator().manual_seed(0))
+    expect_shape(out, (2, 5), "scheduled_inputs(labels of shape (2, 5), ...)")
+    expect(out.dtype == torch.long, f"return token ids (torch.long), got {out.dtype}")
+    expect(not torch.equal(out, labels), "with p = 0 the decoder input is teacher forcing: <SOS>, then the "
+                                         "labels shifted one place right (the input at t is the label at t-1)")
+    expect(torch.equal(out, forced), f"with p = 0 expected teacher forcing {forced.tolist()}, got {out.tolist()}")
+    out = scheduled_inputs(labels.clone(), predictions.clone(), 1.0, sos, torch.Generator().manual_seed(0))
+    expect(not torch.equal(out, torch.cat([torch.full((2, 1), sos), predictions[:, 1:]], dim=1)),
+           "with p = 1 position t reads the prediction made at t - 1 (shift the predictions right too)")
+    expect(torch.equal(out, free), f"with p = 1 expected <SOS> then the predictions shifted right, {free.tolist()}, "
+                                   f"got {out.tolist()}")
+    big_labels = torch.randint(3, 50, (400, 30), generator=torch.Generator().manual_seed(1))
+    big_predictions = big_labels + 100  # every prediction differs from its label
+    shares = []
+    for seed in (0, 1):
+        out = scheduled_inputs(big_labels.clone(), big_predictions.clone(), 0.25, sos,
+                               torch.Generator().manual_seed(seed))
+        expect(bool((out[:, 0] == sos).all()), "the first decoder input is always <SOS>, whatever p is")
+        from_model = out[:, 1:] >= 100
+        from_labels = out[:, 1:] == big_labels[:, :-1]
+        expect(bool((from_model | from_labels).all()),
+               "each later position must hold either the previous label or the previous prediction")
+        shares.append(from_model.float().mean().item())
+    expect(all(abs(share - 0.25) < 0.03 for share in shares),
+           f"with p = 0.25 about a quarter of the positions should read a prediction; yours: "
+           f"{[round(x, 3) for x in shares]}. Draw one coin per position (torch.rand(..., generator=generator) < p)")
+    expect(shares[0] != shares[1],
+           "two different generators gave the same choice: draw the coins with the generator you are given")
 
 
 @checker("Exercise 9.2 — the cross-attention mask")
@@ -51,22 +69,41 @@ def check_cross_attention_mask(cross_attention_mask) -> None:
                "True at the real source tokens and False at the padding")
 
 
-@checker("Exercise 9.3 — parameters of a decoder block")
-def check_decoder_parameters(decoder_block_parameters) -> None:
-    """``decoder_block_parameters(C, d_ff)`` counts the learnable numbers of one DecoderBlock."""
-    for C, d_ff, n_heads in ((32, 128, 4), (512, 2048, 8), (12, 20, 3)):
-        expected = sum(p.numel() for p in DecoderBlock(C, n_heads, d_ff).parameters())
-        got = decoder_block_parameters(C, d_ff)
-        expect(isinstance(got, int | float) and not isinstance(got, bool) and got == int(got),
-               f"return the number of parameters as an int; decoder_block_parameters({C}, {d_ff}) "
-               f"returned {got!r}")
-        got = int(got)
-        encoder_block = expected - (4 * C * C + 4 * C) - 2 * C
-        expect(got != encoder_block,
-               f"C={C}, d_ff={d_ff}: {got} is an encoder block's count; a decoder block adds a second "
-               "attention (cross-attention) and a third LayerNorm")
-        expect(got == expected, f"C={C}, d_ff={d_ff}: you counted {got:,}, a DecoderBlock has {expected:,} "
-                                "(two attentions with biases, the feed-forward network, three LayerNorms)")
+def _simulated_score_entries(T_enc: int, n_new: int, cached: bool) -> int:
+    """Writing n_new tokens after <SOS> with one decoder layer and one head: count the scores computed."""
+    total, written = 0, 1  # the decoder input starts as <SOS>
+    for _ in range(n_new):
+        queries = 1 if cached else written  # with a cache only the newest position is computed
+        keys = written  # self-attention: every position so far
+        total += queries * keys + queries * T_enc  # self-attention, then cross-attention
+        written += 1
+    return total
+
+
+@checker("Exercise 9.3 — predict, then count: the attention scores of writing a sentence")
+def check_score_entries(score_entries) -> None:
+    """``score_entries(T_enc, n_new, cached)``: query-key scores a one-layer, one-head decoder computes to write
+    n_new tokens after <SOS>, for a source of T_enc tokens; ``cached``: only the newest position is recomputed."""
+    for T_enc, n_new in ((1, 1), (7, 1), (5, 4), (20, 30), (0, 10)):
+        for cached in (False, True):
+            expected = _simulated_score_entries(T_enc, n_new, cached)
+            value = score_entries(T_enc, n_new, cached)
+            expect(isinstance(value, int) and not isinstance(value, bool),
+                   f"return an int, got {type(value).__name__} {str(value)[:20]}")
+            if value == expected:
+                continue
+            self_only = _simulated_score_entries(0, n_new, cached)
+            hint = ""
+            if not cached and value == _simulated_score_entries(T_enc, n_new, True):
+                hint = (" (that is the cached count: without a cache, step k recomputes all k positions, "
+                        "k × k self-attention scores)")
+            elif value == self_only:
+                hint = " (you left out cross-attention: every query also scores all T_enc source tokens)"
+            elif value in [sum((1 if cached else k) * (k + T_enc) for k in range(first, first + n_new))
+                           for first in (0, 2)]:
+                hint = " (off by one step: the first step reads <SOS> alone, 1 position; the last reads n_new)"
+            expect(False, f"score_entries({T_enc}, {n_new}, cached={cached}) gave {value}, expected "
+                          f"{expected}{hint}")
 
 
 class _Parts(nn.Module):
