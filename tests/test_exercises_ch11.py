@@ -168,3 +168,41 @@ def test_loss_scaler_checker_wants_a_tensor_the_start_scale_and_a_boolean():
     with pytest.raises(ExerciseFailed, match="should return True"):
         check_loss_scaler(ReturnsNothing)
     assert math.isclose(make_scaler()(scale=8.0).scale_loss(torch.tensor(2.0)).item(), 16.0)
+
+
+# --- 11.4 ---------------------------------------------------------------------------------------
+
+
+def wsd(warmup=lambda s, w: (s + 1) / w, progress=lambda s, start, d: (s - start + 1) / d, stable=1.0,
+        shape=lambda p: p):
+    def wsd_lr(step, steps, lr, min_lr, warmup_steps, decay_steps):
+        if step < warmup_steps:
+            return lr * warmup(step, warmup_steps)
+        start = steps - decay_steps
+        if step < start:
+            return lr * stable
+        return lr + (min_lr - lr) * shape(progress(step, start, decay_steps))
+
+    return wsd_lr
+
+
+def test_wsd_reference_passes(capsys):
+    from utils.exercises.ch11 import check_wsd_schedule
+
+    check_wsd_schedule(wsd())
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("answer", "named"), [
+    (wsd(warmup=lambda s, w: s / w), "step 0 gives 0"),
+    (wsd(progress=lambda s, start, d: (s - start) / d), "reach min_lr = 0.0001 exactly"),
+    (wsd(shape=lambda p: (1 - math.cos(math.pi * p)) / 2), "a straight line"),
+    (wsd(progress=lambda s, start, d: min(1.0, (s - start + 2) / d)), r"from lr at step 799 to min_lr at step 999 \(a straight line, 9.95e-05 a step\)"),
+    (wsd(stable=0.5), r"in the stable phase\) gives 0.01, expected 0.02"),
+    (lambda *args: [0.1], "expected one number"),
+], ids=["warmup-from-zero", "ends-late", "cosine", "starts-early", "stable-wrong", "not-a-number"])
+def test_wsd_checker_names_the_mistake(answer, named):
+    from utils.exercises.ch11 import check_wsd_schedule
+
+    with pytest.raises(ExerciseFailed, match=named):
+        check_wsd_schedule(answer)

@@ -224,3 +224,44 @@ def check_loss_scaler(LossScaler) -> None:  # noqa: N803 (the reader passes a cl
             expect(False, f"after step {i} the scale should be {expected_scales[i]:g}, it is {scale:g}: it doubles "
                           f"after every {interval} steps in a row without an overflow, and the count of such steps "
                           "restarts at 0 after an overflow and after each doubling")
+
+
+# --- 11.4: warm-up, stable, decay --------------------------------------------------------------------
+
+
+def _wsd(step: int, steps: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps  # as learning_rate: step 0 already moves
+    decay_start = steps - decay_steps
+    if step < decay_start:
+        return lr
+    progress = (step - decay_start + 1) / decay_steps  # 1 at the last step, steps - 1
+    return lr + (min_lr - lr) * progress
+
+
+@checker("Exercise 11.4 — warm-up, a stable rate, then a linear decay")
+def check_wsd_schedule(wsd_lr) -> None:
+    """``wsd_lr(step, steps, lr, min_lr, warmup_steps, decay_steps)`` for steps 0 … steps - 1."""
+    for steps, lr, min_lr, warmup, decay in ((1000, 2e-2, 1e-4, 100, 200), (50, 1.0, 0.0, 5, 10), (30, 3e-3, 3e-4, 1, 10)):
+        got = [expect_number(wsd_lr(s, steps, lr, min_lr, warmup, decay), "wsd_lr") for s in range(steps)]
+        expected = [_wsd(s, steps, lr, min_lr, warmup, decay) for s in range(steps)]
+        setting = f"steps={steps}, lr={lr:g}, min_lr={min_lr:g}, warmup_steps={warmup}, decay_steps={decay}"
+        if math.isclose(got[0], 0.0, abs_tol=1e-12) and expected[0] > 0:
+            expect(False, f"{setting}: step 0 gives 0, so the first step moves nothing; as learning_rate, the warm-up "
+                          f"should give lr · (step + 1) / warmup_steps = {expected[0]:.6g} at step 0")
+        expect(math.isclose(got[-1], min_lr, rel_tol=1e-9, abs_tol=1e-12),
+               f"{setting}: the last step ({steps - 1}) should reach min_lr = {min_lr:g} exactly, got {got[-1]:.6g} "
+               "(count the decay so that its last step is steps - 1)")
+        for s in range(steps):
+            if math.isclose(got[s], expected[s], rel_tol=1e-9, abs_tol=1e-15):
+                continue
+            decay_start = steps - decay
+            if s >= decay_start:
+                decay_part = got[decay_start - 1:]  # from the last stable step to the end
+                steps_down = [a - b for a, b in zip(decay_part, decay_part[1:])]
+                expect(max(steps_down) - min(steps_down) <= 1e-9 * lr,
+                       f"{setting}: the decay should fall by the same amount every step, from lr at step "
+                       f"{decay_start - 1} to min_lr at step {steps - 1} (a straight line, {(lr - min_lr) / decay:.3g} a step); "
+                       f"yours falls by {min(steps_down):.3g} to {max(steps_down):.3g}")
+            phase = "warm-up" if s < warmup else "stable phase"
+            expect(False, f"{setting}: step {s} (in the {phase}) gives {got[s]:.6g}, expected {expected[s]:.6g}")
