@@ -1,40 +1,59 @@
 """Chapter 10's exercises: the reference solutions pass, plausible wrong answers are caught."""
 
+import math
+
 import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch10 import check_cross_entropy, check_generate, check_label_smoothing, check_top_p
+from utils.exercises.ch10 import check_generate, check_repetition_penalty, check_smoothed_minimum, check_top_p
 from utils.generate import top_k_filter
 
 
-def naive_cross_entropy(logits, targets, ignore_index):
-    log_p = torch.log(torch.exp(logits) / torch.exp(logits).sum(-1, keepdim=True))  # overflows for large logits
-    keep = targets != ignore_index
-    return -log_p[keep].gather(-1, targets[keep][:, None]).mean()
+def repetition_penalty(logits, previous_ids, penalty, divide_all=False, per_occurrence=False, in_place=False):
+    out = logits if in_place else logits.clone()
+    for b in range(len(out)):
+        tokens = previous_ids[b].tolist() if per_occurrence else set(previous_ids[b].tolist())
+        for token in tokens:
+            if divide_all or out[b, token] > 0:
+                out[b, token] = out[b, token] / penalty
+            else:
+                out[b, token] = out[b, token] * penalty
+    return out
 
 
-def test_cross_entropy_checker_rejects_padding_overflow_and_wrong_mean():
-    with pytest.raises(ExerciseFailed, match="still count"):
-        check_cross_entropy(lambda z, t, i: -torch.log_softmax(z, -1).gather(-1, t[:, None]).mean())
-    with pytest.raises(ExerciseFailed, match="all N positions"):
-        check_cross_entropy(lambda z, t, i: -(torch.log_softmax(z, -1).gather(-1, t[:, None])[:, 0]
-                                               * (t != i)).sum() / len(t))
-    with pytest.raises(ExerciseFailed, match="maximum"):
-        check_cross_entropy(naive_cross_entropy)
+def test_repetition_penalty_checker(capsys):
+    check_repetition_penalty(repetition_penalty)
+    check_repetition_penalty(lambda *a: repetition_penalty(*a, in_place=True))  # in place is fine if right
+    assert capsys.readouterr().out.count("✓") == 2
+    with pytest.raises(ExerciseFailed, match="more likely"):
+        check_repetition_penalty(lambda *a: repetition_penalty(*a, divide_all=True))
+    with pytest.raises(ExerciseFailed, match="once per token"):
+        check_repetition_penalty(lambda *a: repetition_penalty(*a, per_occurrence=True))
+    with pytest.raises(ExerciseFailed, match="keep their logits"):
+        check_repetition_penalty(lambda logits, ids, p: repetition_penalty(logits, ids, p) - 0.1)
+    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor"):
+        check_repetition_penalty(lambda logits, ids, p: None)
 
 
-def test_label_smoothing_checker_rejects_the_v_minus_one_convention_and_plain_loss():
-    def v_minus_one(logits, targets, epsilon):
-        log_p = torch.log_softmax(logits, -1)
-        q = torch.full_like(log_p, epsilon / (logits.shape[-1] - 1))
-        q[torch.arange(len(targets)), targets] = 1 - epsilon
-        return -(q * log_p).sum(-1).mean()
+def smoothed_minimum(V, epsilon):
+    on, off = 1 - epsilon + epsilon / V, epsilon / V
+    return -(on * math.log(on) + (V - 1) * off * math.log(off))
 
-    with pytest.raises(ExerciseFailed, match="V - 1"):
-        check_label_smoothing(v_minus_one)
-    with pytest.raises(ExerciseFailed, match="epsilon=0.1"):
-        check_label_smoothing(lambda z, t, e: torch.nn.functional.cross_entropy(z, t))
+
+def test_smoothed_minimum_checker(capsys):
+    check_smoothed_minimum(smoothed_minimum)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="no prediction gets below its entropy"):
+        check_smoothed_minimum(lambda V, e: 0.0)
+    with pytest.raises(ExerciseFailed, match="of the target alone"):
+        check_smoothed_minimum(lambda V, e: -math.log(1 - e + e / V))
+    with pytest.raises(ExerciseFailed, match="not 1 - ε"):
+        check_smoothed_minimum(lambda V, e: -math.log(1 - e))
+    with pytest.raises(ExerciseFailed, match="entropy of q"):  # ε spread over the V - 1 other tokens
+        check_smoothed_minimum(lambda V, e: -((1 - e) * math.log(1 - e) + e * math.log(e / (V - 1))))
+    with pytest.raises(ExerciseFailed, match="return one number"):
+        check_smoothed_minimum(lambda V, e: [smoothed_minimum(V, e)])
 
 
 def test_top_p_checker_rejects_stopping_before_the_crossing_token():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,51 +12,74 @@ from utils.exercises import checker, expect, expect_close, expect_ids, expect_sh
 from utils.generate import generate as kept_generate
 
 
-@checker("Exercise 10.1 — cross-entropy from scratch")
-def check_cross_entropy(cross_entropy) -> None:
-    """``cross_entropy(logits (N, V), targets (N,), ignore_index)``: mean -log p(target) over kept targets."""
-    g = torch.Generator().manual_seed(10)
-    logits = torch.randn(12, 7, generator=g) * 3
-    targets = torch.randint(1, 7, (12,), generator=g)
-    plain = cross_entropy(logits.clone(), targets.clone(), -100)
-    expect_shape(plain, (), "cross_entropy(...) (a scalar)")
-    expect_close(plain, F.cross_entropy(logits, targets), "cross_entropy with nothing to ignore")
-    padded = targets.clone()
-    padded[[2, 5, 6, 11]] = 0
-    with_padding = cross_entropy(logits.clone(), padded.clone(), 0)
-    counted = F.cross_entropy(logits, padded)
-    expect(not torch.allclose(torch.as_tensor(with_padding, dtype=counted.dtype), counted, atol=1e-5),
-           "the targets equal to ignore_index still count: leave them out of the sum and of the count")
-    expected = F.cross_entropy(logits, padded, ignore_index=0)
-    summed_over_all = -torch.log_softmax(logits, -1)[padded != 0].gather(-1, padded[padded != 0][:, None]).sum() / 12
-    expect(not torch.allclose(torch.as_tensor(with_padding, dtype=expected.dtype), summed_over_all, atol=1e-5),
-           "you divided by all N positions; the mean is over the kept (non-ignored) positions only")
-    expect_close(with_padding, expected, "cross_entropy with ignore_index=0")
-    huge = torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 2000.0, 0.0]])
-    safe = cross_entropy(huge, torch.tensor([0, 0]), -100)
-    expect(torch.isfinite(torch.as_tensor(safe)).item(),
-           "logits in the thousands give inf or NaN: subtract each row's maximum before exponentiating")
-    expect_close(safe, F.cross_entropy(huge, torch.tensor([0, 0])), "cross_entropy of large logits", atol=1e-3)
+def _penalised_reference(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    out = logits.clone().double()
+    for b in range(logits.shape[0]):
+        for token in set(previous_ids[b].tolist()):
+            value = out[b, token]
+            out[b, token] = value / penalty if value > 0 else value * penalty
+    return out
 
 
-@checker("Exercise 10.2 — label smoothing")
-def check_label_smoothing(smoothed_loss) -> None:
-    """``smoothed_loss(logits (N, V), targets (N,), epsilon)`` equals F.cross_entropy(label_smoothing=epsilon)."""
-    g = torch.Generator().manual_seed(11)
-    logits = torch.randn(9, 6, generator=g) * 2
-    targets = torch.randint(6, (9,), generator=g)
-    for epsilon in (0.0, 0.1, 0.3):
-        got = smoothed_loss(logits.clone(), targets.clone(), epsilon)
-        expected = F.cross_entropy(logits, targets, label_smoothing=epsilon)
-        expect_shape(got, (), f"smoothed_loss(..., epsilon={epsilon}) (a scalar)")
-        if epsilon > 0:
-            log_p = torch.log_softmax(logits, -1)
-            other = (1 - epsilon) * -log_p.gather(-1, targets[:, None])[:, 0] \
-                - epsilon / 5 * (log_p.sum(-1) - log_p.gather(-1, targets[:, None])[:, 0])
-            expect(not torch.allclose(torch.as_tensor(got, dtype=expected.dtype), other.mean(), atol=1e-5),
-                   "you spread ε over the V - 1 other tokens; here (as in PyTorch) ε/V goes to every token, "
-                   "the target included, and the target gets 1 - ε on top")
-        expect_close(got, expected, f"smoothed_loss with epsilon={epsilon}")
+@checker("Exercise 10.1 — a repetition penalty")
+def check_repetition_penalty(repetition_penalty) -> None:
+    """``repetition_penalty(logits, previous_ids, penalty)``: logits (B, V); every token already in previous_ids
+    (B, T) gets its logit divided by penalty if positive, multiplied by it if negative (once per token)."""
+    generator = torch.Generator().manual_seed(0)
+    B, V = 3, 12
+    logits = torch.randn(B, V, generator=generator) * 3
+    previous = torch.tensor([[1, 1, 1, 4, 4, 0], [2, 3, 5, 7, 11, 2], [9, 9, 9, 9, 9, 9]])
+    logits[0, 1], logits[0, 4] = 2.0, -2.0  # one positive and one negative repeated token
+    penalty = 1.5
+    expected = _penalised_reference(logits, previous, penalty)
+    original = logits.clone()
+    out = repetition_penalty(logits, previous.clone(), penalty)
+    expect_shape(out, (B, V), "repetition_penalty(logits of shape (3, 12), ...)")
+    expect(torch.equal(logits, original) or torch.allclose(out.double(), expected),
+           "you changed the logits you were given in place and got them wrong; work on a copy")
+    out = out.detach().double()
+    expect(not math.isclose(out[0, 4].item(), -2.0 / penalty, rel_tol=1e-5),
+           "you divided a negative logit by the penalty: -2 / 1.5 = -1.33 is LARGER than -2, so the repeated "
+           "token became more likely. Multiply negative logits by the penalty instead")
+    expect(not math.isclose(out[0, 1].item(), 2.0 / penalty**3, rel_tol=1e-5),
+           "token 1 occurs three times and was penalised three times; the penalty applies once per token")
+    untouched = torch.ones(B, V, dtype=torch.bool)
+    for b in range(B):
+        untouched[b, previous[b]] = False
+    expect(torch.allclose(out[untouched], original.double()[untouched]),
+           "tokens that were not generated before must keep their logits")
+    expect_close(out, expected, "your penalised logits")
+
+
+def _smoothed_entropy(V: int, epsilon: float) -> float:
+    q = torch.full((V,), epsilon / V, dtype=torch.float64)
+    q[0] += 1 - epsilon
+    # the best model predicts q itself; its loss is then the smoothed cross-entropy of log q
+    return F.cross_entropy(q.log()[None], torch.tensor([0]), label_smoothing=epsilon).item()
+
+
+@checker("Exercise 10.2 — the lowest loss label smoothing allows")
+def check_smoothed_minimum(smoothed_minimum) -> None:
+    """``smoothed_minimum(V, epsilon)``: the smallest value the label-smoothed cross-entropy can take."""
+    for V, epsilon in ((10, 0.1), (9923, 0.1), (50257, 0.1), (65, 0.3), (2, 0.5)):
+        value = smoothed_minimum(V, epsilon)
+        expect(isinstance(value, int | float) and not isinstance(value, bool)
+               or (isinstance(value, torch.Tensor) and value.numel() == 1),
+               f"return one number, got {type(value).__name__}")
+        value = float(value)
+        expected = _smoothed_entropy(V, epsilon)
+        if math.isclose(value, expected, rel_tol=1e-5):
+            continue
+        p_star = 1 - epsilon + epsilon / V
+        expect(value != 0.0, "a perfect model scores 0 without smoothing; with it, the target distribution q "
+                             "is spread out, and no prediction gets below its entropy")
+        expect(not math.isclose(value, -math.log(p_star), rel_tol=1e-5),
+               "that is -log p* of the target alone; the smoothed loss also charges ε/V · (-log p) for every "
+               "other token")
+        expect(not math.isclose(value, -math.log(1 - epsilon), rel_tol=1e-5),
+               "the best prediction of the target is 1 - ε + ε/V, not 1 - ε, and the other tokens cost too")
+        expect(False, f"smoothed_minimum({V}, {epsilon}) gave {value:.6g}, expected {expected:.6g} (the best model "
+                      "predicts the smoothed target q itself; its loss is then the entropy of q)")
 
 
 @checker("Exercise 10.3 — the nucleus of top-p sampling")
