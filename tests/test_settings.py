@@ -176,3 +176,15 @@ def test_the_command_line_answers_a_damaged_checkpoint_with_exit_2(capsys, tmp_p
     assert main(["gpt", "--steps", "2", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "checkpoint.pt" in err and "rng" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_device_and_its_precision_are_checked_before_any_work(capsys, tmp_path, no_work, monkeypatch):
+    err = refused(capsys, tmp_path, "gpt", "--device", "cpu", "--set", "train.precision=fp16")
+    assert "precision 'fp16' needs a CUDA GPU" in err
+    err = refused(capsys, tmp_path, "translate", "--device", "cpu", "--set", "train.precision=fp8")
+    assert "precision must be one of" in err
+    monkeypatch.setenv("LLM_FROM_SCRATCH_PRECISION", "fp16")
+    err = refused(capsys, tmp_path, "gpt", "--device", "cpu")
+    assert "needs a CUDA GPU" in err and "(LLM_FROM_SCRATCH_PRECISION is set)" in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA
+    assert "CUDA is not available" in refused(capsys, tmp_path, "translate", "--device", "cuda")

@@ -187,6 +187,23 @@ def check_options(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def check_device_and_precision(device: str, precision: str) -> None:
+    """The device exists on this machine and can train in the precision (``LLM_FROM_SCRATCH_PRECISION`` included).
+
+    On CUDA the precision is settled by the Trainer, which asks the GPU its compute
+    capability; asking here would start CUDA on GPU 0 in every torchrun process.
+    """
+    from utils.trainer import PRECISION_VARIABLE, precision_from_environment, resolve_device, resolve_precision
+
+    device = resolve_device(device)
+    chosen = precision_from_environment(precision)
+    if device.type != "cuda":
+        try:
+            resolve_precision(chosen, device)
+        except ValueError as error:
+            raise UsageError(f"{error}{f' ({PRECISION_VARIABLE} is set)' if chosen != precision else ''}") from None
+
+
 def task_options(args: argparse.Namespace, module) -> dict:
     """Everything the task's ``run`` takes, as plain values, checked: no argparse beyond this point."""
     arch = getattr(args, "arch", "gpt")  # the gpt task's --arch (chapter 15): its own presets and settings
@@ -200,6 +217,7 @@ def task_options(args: argparse.Namespace, module) -> dict:
         module.check_settings(preset)  # every setting of every section, before any work starts
     else:
         module.check_settings(preset, arch)
+    check_device_and_precision(args.device, preset["train"].get("precision", "auto"))
     checkpoint_path = checkpoint_path_of(args.out, args.task, args.preset, args.resume, args.overwrite)
     return dict(preset=preset, preset_name=args.preset, settings=list(args.set), out=checkpoint_path.parent,
                 resume=args.resume, device=args.device, compile=args.compile, seed=args.seed, steps=args.steps,
