@@ -77,14 +77,18 @@ def test_a_cpu_run_never_touches_cudas_random_state(monkeypatch, tmp_path):
     tiny_trainer().load(tmp_path / "c.pt").fit()
 
 
-def test_a_cuda_run_saves_and_restores_cudas_random_state(monkeypatch):
+def test_a_cuda_run_saves_and_restores_cudas_random_state(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.arange(4, dtype=torch.uint8)])
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(states))
     trainer = tiny_trainer()
-    trainer.device = torch.device("cuda")  # what state() and load() look at
-    assert torch.equal(trainer.state()["rng"]["cuda"][0], torch.arange(4, dtype=torch.uint8))
+    trainer.device = torch.device("cuda")  # what state() and load() look at (the model stays on the CPU)
+    state = trainer.state()
+    assert torch.equal(state["rng"]["cuda"][0], torch.arange(4, dtype=torch.uint8))
+    kit.save_atomic(state, tmp_path / "c.pt")
+    trainer.load(tmp_path / "c.pt")
+    assert len(calls) == 1 and torch.equal(calls[0][0], torch.arange(4, dtype=torch.uint8))
 
 
 class Reads:
