@@ -98,9 +98,9 @@ def test_chapter_00_checkers_reject_wrong_answers():
         ("ch00", "check_uniform_loss", lambda V: None),
         ("ch00", "check_uniform_loss", lambda V: "4.17"),
         ("ch02", "check_trigram_loss", lambda train_ids, val_ids, V, alpha: torch.zeros(3)),
-        ("ch10", "check_top_p", lambda probs, p: None),
-        ("ch10", "check_top_p", lambda probs, p: torch.tensor([0.4])),
-        ("ch10", "check_top_p", lambda probs, p: 3),
+        ("ch10", "check_smoothed_minimum", lambda V, epsilon: None),
+        ("ch10", "check_smoothed_minimum", lambda V, epsilon: torch.tensor([1.0, 2.0])),
+        ("ch10", "check_smoothed_minimum", lambda V, epsilon: "1.245"),
     ],
 )
 def test_checkers_name_a_wrong_return_type_instead_of_crashing(module, name, wrong):

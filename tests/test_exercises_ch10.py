@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch10 import check_generate, check_repetition_penalty, check_smoothed_minimum, check_top_p
+from utils.exercises.ch10 import (
+    check_generate,
+    check_gumbel_sample,
+    check_repetition_penalty,
+    check_smoothed_minimum,
+)
 from utils.generate import top_k_filter
 
 
@@ -52,42 +57,33 @@ def test_smoothed_minimum_checker(capsys):
         check_smoothed_minimum(lambda V, e: -math.log(1 - e))
     with pytest.raises(ExerciseFailed, match="entropy of q"):  # ε spread over the V - 1 other tokens
         check_smoothed_minimum(lambda V, e: -((1 - e) * math.log(1 - e) + e * math.log(e / (V - 1))))
-    with pytest.raises(ExerciseFailed, match="return one number"):
+    with pytest.raises(ExerciseFailed, match="expected one number"):
         check_smoothed_minimum(lambda V, e: [smoothed_minimum(V, e)])
 
 
-def test_top_p_checker_rejects_stopping_before_the_crossing_token():
-    def strictly_below(probs, p):
-        kept, mass = {int(probs.argmax())}, 0.0
-        for i in probs.argsort(descending=True).tolist():
-            mass += probs[i].item()
-            if mass >= p:
-                break
-            kept.add(i)
-        return kept
-
-    with pytest.raises(ExerciseFailed, match="crosses p"):
-        check_top_p(strictly_below)
-    with pytest.raises(ExerciseFailed, match="top-p keeps"):
-        check_top_p(lambda probs, p: set(probs.argsort(descending=True)[:2].tolist()))
+def gumbel_sample(logits, temperature, generator, noise="gumbel", tempered=True):
+    u = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1 - 1e-10)
+    g = {"gumbel": -torch.log(-torch.log(u)), "exponential": -torch.log(u), "none": torch.zeros_like(u)}[noise]
+    return (logits / (temperature if tempered else 1.0) + g).argmax(dim=-1)
 
 
+def test_gumbel_sample_checker(capsys):
+    check_gumbel_sample(gumbel_sample)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="not softmax\\(logits / τ\\)"):  # temperature forgotten
+        check_gumbel_sample(lambda z, t, g: gumbel_sample(z, t, g, tempered=False))
+    with pytest.raises(ExerciseFailed, match="which is greedy decoding"):
+        check_gumbel_sample(lambda z, t, g: gumbel_sample(z, t, g, noise="none"))
+    with pytest.raises(ExerciseFailed, match="must be Gumbel"):
+        check_gumbel_sample(lambda z, t, g: gumbel_sample(z, t, g, noise="exponential"))
+    with pytest.raises(ExerciseFailed, match="use the generator"):
+        check_gumbel_sample(lambda z, t, g: gumbel_sample(z, t, None if len(z) == 8 else g))
+    with pytest.raises(ExerciseFailed, match="one integer id per row"):
+        check_gumbel_sample(lambda z, t, g: torch.softmax(z / t, -1))
+    # torch.multinomial draws from the same distribution: any correct sampler passes
+    check_gumbel_sample(lambda z, t, g: torch.multinomial(torch.softmax(z / t, -1), 1, generator=g)[:, 0])
 
-def test_top_p_checker_keeps_a_mass_exactly_equal_to_p():
-    def strictly_above(probs, p):
-        kept, mass = set(), 0.0
-        for i in probs.argsort(descending=True).tolist():
-            kept.add(i)
-            mass += probs[i].item()
-            if mass > p:
-                break
-        return kept
 
-    with pytest.raises(ExerciseFailed, match="compare the mass with >= p, not > p"):
-        check_top_p(strictly_above)
-
-
-@torch.no_grad()
 def reference_generate(model, idx, max_new_tokens, block_size, temperature=1.0, top_k=None, eos_id=None,
                        generator=None, crop=True, use_generator=True, use_temperature=True, use_eos=True):
     finished = torch.zeros(len(idx), dtype=torch.bool)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.exercises import checker, expect, expect_close, expect_ids, expect_shape
+from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
 from utils.generate import generate as kept_generate
 
 
@@ -63,10 +63,7 @@ def check_smoothed_minimum(smoothed_minimum) -> None:
     """``smoothed_minimum(V, epsilon)``: the smallest value the label-smoothed cross-entropy can take."""
     for V, epsilon in ((10, 0.1), (9923, 0.1), (50257, 0.1), (65, 0.3), (2, 0.5)):
         value = smoothed_minimum(V, epsilon)
-        expect(isinstance(value, int | float) and not isinstance(value, bool)
-               or (isinstance(value, torch.Tensor) and value.numel() == 1),
-               f"return one number, got {type(value).__name__}")
-        value = float(value)
+        value = expect_number(value, "smoothed_minimum")
         expected = _smoothed_entropy(V, epsilon)
         if math.isclose(value, expected, rel_tol=1e-5):
             continue
@@ -82,35 +79,37 @@ def check_smoothed_minimum(smoothed_minimum) -> None:
                       "predicts the smoothed target q itself; its loss is then the entropy of q)")
 
 
-@checker("Exercise 10.3 — the nucleus of top-p sampling")
-def check_top_p(nucleus) -> None:
-    """``nucleus(probs, p)`` returns the set of ids kept by top-p: the smallest most-likely set with mass >= p."""
-    probs = torch.tensor([0.1, 0.4, 0.05, 0.3, 0.15])  # sorted: 1 (0.4), 3 (0.3), 4 (0.15), 0 (0.1), 2 (0.05)
-    cases = {0.3: {1}, 0.6: {1, 3}, 0.8: {1, 3, 4}, 0.9: {1, 3, 4, 0}, 0.99: {0, 1, 2, 3, 4}}
-    for p, expected in cases.items():
-        kept = expect_ids(nucleus(probs.clone(), p), "nucleus")
-        strictly_below = set()
-        mass = 0.0
-        for i in probs.argsort(descending=True).tolist():
-            if mass + probs[i].item() >= p:
-                break
-            strictly_below.add(i)
-            mass += probs[i].item()
-        if p > 0.4:
-            expect(kept != strictly_below,
-                   f"p={p}: you stopped before the token that crosses p (kept {sorted(kept)}); that set "
-                   f"has mass below p, so add the next most likely token too: {sorted(expected)}")
-        expect(kept == expected,
-               f"with probabilities {probs.tolist()} and p={p}, top-p keeps {sorted(expected)}, "
-               f"you returned {sorted(kept)}")
-    exact = torch.tensor([0.5, 0.25, 0.125, 0.125])  # sums are exact in binary floating point
-    kept = expect_ids(nucleus(exact.clone(), 0.75), "nucleus")
-    expect(kept != {0, 1, 2},
-           "with probabilities [0.5, 0.25, 0.125, 0.125] and p=0.75 the two most likely tokens hold "
-           "exactly 0.75, which already reaches p ('at least p'): keep {0, 1}. You kept one more: "
-           "compare the mass with >= p, not > p")
-    expect(kept == {0, 1}, f"with probabilities [0.5, 0.25, 0.125, 0.125] and p=0.75, top-p keeps "
-                           f"[0, 1], you returned {sorted(kept)}")
+@checker("Exercise 10.3 — sampling with the Gumbel-max trick")
+def check_gumbel_sample(gumbel_sample) -> None:
+    """``gumbel_sample(logits, temperature, generator)``: (N, V) logits -> (N,) ids, argmax(logits / τ + Gumbel noise),
+    which draws each row from softmax(logits / τ) without computing it."""
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
+    N = 20_000
+    for temperature in (1.0, 0.5, 2.0):
+        ids = gumbel_sample(logits.expand(N, -1).clone(), temperature, torch.Generator().manual_seed(7))
+        expect(isinstance(ids, torch.Tensor) and not ids.is_floating_point() and tuple(ids.shape) == (N,),
+               f"return one integer id per row, a tensor of shape ({N},); got "
+               f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
+        counts = torch.bincount(ids.cpu(), minlength=len(logits)).double()
+        share = counts / N
+        expected = torch.softmax(logits.double() / temperature, dim=-1)
+        if temperature != 1.0:
+            untempered = torch.softmax(logits.double(), dim=-1)
+            expect(not torch.allclose(share, untempered, atol=0.015),
+                   f"at temperature {temperature} your draws follow softmax(logits), not softmax(logits / τ): "
+                   "divide the logits by the temperature before adding the noise")
+        expect(int(counts.argmax()) == 0 and bool((counts > 0).sum() > 1),
+               f"at temperature {temperature} your draws are {[int(c) for c in counts]}: "
+               + ("always the largest logit, which is greedy decoding: add noise" if (counts > 0).sum() == 1
+                  else "the largest logit should be drawn most often"))
+        error = (share - expected).abs().max().item()
+        expect(error < 0.015,
+               f"at temperature {temperature} your draws give the shares {[round(x, 3) for x in share.tolist()]}, "
+               f"softmax(logits / τ) is {[round(x, 3) for x in expected.tolist()]}. The noise must be Gumbel: "
+               "-log(-log(u)) for u uniform in (0, 1), not -log(u) or u itself")
+    first = gumbel_sample(logits.expand(8, -1).clone(), 1.0, torch.Generator().manual_seed(1))
+    again = gumbel_sample(logits.expand(8, -1).clone(), 1.0, torch.Generator().manual_seed(1))
+    expect(torch.equal(first, again), "the same generator seed should give the same draws: use the generator")
 
 
 class _Bigram(nn.Module):
