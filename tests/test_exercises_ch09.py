@@ -1,12 +1,14 @@
 """Chapter 09's exercises: the reference solutions pass, plausible wrong answers are caught."""
 
+import math
+
 import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch09 import (
+    check_attention_entropy,
     check_cross_attention_mask,
-    check_decoder_block_forward,
     check_scheduled_inputs,
     check_score_entries,
 )
@@ -69,28 +71,22 @@ def test_score_entries_checker(capsys):
         check_score_entries(lambda T_enc, n, cached: float(score_entries(T_enc, n, cached)))
 
 
-def _block(parts, x, memory, tgt_padding, src_padding, self_causal=True, cross_causal=False,
-           memory_mask=True, pre_norm=False):
-    sublayers = [
-        (parts.norm1, lambda h: parts.self_attention(h, causal=self_causal, key_padding_mask=tgt_padding)),
-        (parts.norm2, lambda h: parts.cross_attention(h, memory, causal=cross_causal,
-                                                      key_padding_mask=src_padding if memory_mask else None)),
-        (parts.norm3, parts.feed_forward),
-    ]
-    for norm, sublayer in sublayers:
-        x = x + sublayer(norm(x)) if pre_norm else norm(x + sublayer(x))
-    return x
+def attention_entropy(weights, src_padding, base=None, sign=1.0, naive=False):
+    terms = weights * weights.log() if naive else torch.special.xlogy(weights, weights)
+    entropy = -sign * terms.sum(dim=-1)
+    return entropy / math.log(base) if base else entropy
 
 
-def test_decoder_block_forward_mistakes_are_named():
-    check_decoder_block_forward(_block)  # the right answer passes
-    with pytest.raises(ExerciseFailed, match="self-attention must be causal"):
-        check_decoder_block_forward(lambda *args: _block(*args, self_causal=False))
-    with pytest.raises(ExerciseFailed, match="cross-attention must not be causal"):
-        check_decoder_block_forward(lambda *args: _block(*args, cross_causal=True))
-    with pytest.raises(ExerciseFailed, match="pass memory_key_padding_mask"):
-        check_decoder_block_forward(lambda *args: _block(*args, memory_mask=False))
-    with pytest.raises(ExerciseFailed, match="that is the pre-norm arrangement"):
-        check_decoder_block_forward(lambda *args: _block(*args, pre_norm=True))
-    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
-        check_decoder_block_forward(lambda *args: None)
+def test_attention_entropy_checker(capsys):
+    check_attention_entropy(attention_entropy)
+    assert "✓" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="contains NaN"):
+        check_attention_entropy(lambda w, p: attention_entropy(w, p, naive=True))
+    with pytest.raises(ExerciseFailed, match="in bits"):
+        check_attention_entropy(lambda w, p: attention_entropy(w, p, base=2))
+    with pytest.raises(ExerciseFailed, match="wrong sign"):
+        check_attention_entropy(lambda w, p: attention_entropy(w, p, sign=-1.0))
+    with pytest.raises(ExerciseFailed, match="has entropy 0"):  # 1 - max weight: a different measure
+        check_attention_entropy(lambda w, p: 1 - w.amax(dim=-1) + 1e-2)
+    with pytest.raises(ExerciseFailed, match=r"has shape \(2, 4\), expected \(2, 3, 4\)"):
+        check_attention_entropy(lambda w, p: attention_entropy(w, p).mean(dim=1))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import math
 
-from utils.decoder import DecoderBlock, copy_decoder_layer_from_torch
+import torch
+
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
@@ -106,66 +106,32 @@ def check_score_entries(score_entries) -> None:
                           f"{expected}{hint}")
 
 
-class _Parts(nn.Module):
-    """A decoder block's modules with no forward of their own: the exercise writes it."""
-
-    def __init__(self, block: DecoderBlock):
-        super().__init__()
-        self.self_attention = block.self_attention
-        self.cross_attention = block.cross_attention
-        self.feed_forward = block.feed_forward
-        self.norm1 = block.self_attention_residual.norm
-        self.norm2 = block.cross_attention_residual.norm
-        self.norm3 = block.feed_forward_residual.norm
-
-
-@checker("Exercise 9.4 — a decoder block's forward")
-def check_decoder_block_forward(decoder_block_forward) -> None:
-    """``decoder_block_forward(parts, x, memory, tgt_key_padding_mask, memory_key_padding_mask)``."""
-    C, n_heads, T_dec, T_enc = 16, 4, 5, 7
-    with torch.random.fork_rng():
-        torch.manual_seed(9)
-        theirs = nn.TransformerDecoderLayer(C, n_heads, 4 * C, dropout=0.0, batch_first=True).eval()
-        with torch.no_grad():  # gains and biases away from 1 and 0, so that a swapped norm shows
-            for norm in (theirs.norm1, theirs.norm2, theirs.norm3):
-                norm.weight.uniform_(0.5, 1.5)
-                norm.bias.normal_(0, 0.5)
-        x, memory = torch.randn(2, T_dec, C), torch.randn(2, T_enc, C)
-    tgt_padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])  # (B, T_dec): True = padding
-    src_padding = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])  # (B, T_enc)
-    parts = _Parts(copy_decoder_layer_from_torch(DecoderBlock(C, n_heads), theirs).eval())
-    real = ~tgt_padding
-
-    def run(x, memory):
-        return decoder_block_forward(parts, x.clone(), memory.clone(), tgt_padding, src_padding)
-
-    with torch.no_grad():
-        out = run(x, memory)
-        expect_shape(out, (2, T_dec, C), f"the block's output for x {tuple(x.shape)}")
-        changed = x.clone()
-        changed[:, -1] += 5.0  # a different last target token
-        expect(torch.allclose(run(changed, memory)[:, :-1], out[:, :-1], atol=1e-5),
-               "changing the last target token changed the outputs before it: the decoder's "
-               "self-attention must be causal (causal=True)")
-        later_source = memory.clone()
-        later_source[:, 3] += 5.0  # a different source token 3 (real in both rows)
-        expect(not torch.allclose(run(x, later_source)[:, 0], out[:, 0], atol=1e-5),
-               "target position 0 did not see source position 3: the cross-attention must not be "
-               "causal, every target position may read the whole source")
-        garbage = memory.masked_fill(src_padding[:, :, None], 100.0)
-        expect(torch.allclose(run(x, garbage)[real], out[real], atol=1e-5),
-               "what sits at the padded source positions changed the output: pass "
-               "memory_key_padding_mask to the cross-attention")
-        torch_causal = torch.ones(T_dec, T_dec, dtype=torch.bool).triu(1)  # True = hidden (PyTorch)
-        expected = theirs(x, memory, tgt_mask=torch_causal, tgt_key_padding_mask=tgt_padding,
-                          memory_key_padding_mask=src_padding)
-        pre = x + parts.self_attention(parts.norm1(x), causal=True, key_padding_mask=tgt_padding)
-        pre = pre + parts.cross_attention(parts.norm2(pre), memory, key_padding_mask=src_padding)
-        pre = pre + parts.feed_forward(parts.norm3(pre))
-        expect(not torch.allclose(out[real], pre[real], atol=1e-4),
-               "that is the pre-norm arrangement; this block is post-norm, the paper's: "
-               "x = norm(x + sublayer(x)) for each of the three sublayers")
-        expect_close(out[real], expected[real],
-                     "the output at the real target positions (compared with "
-                     "nn.TransformerDecoderLayer; order: masked self-attention, cross-attention, "
-                     "feed-forward, each followed by add & norm with norm1, norm2, norm3)", atol=1e-5)
+@checker("Exercise 9.4 — how focused is cross-attention? Its entropy")
+def check_attention_entropy(attention_entropy) -> None:
+    """``attention_entropy(weights, src_padding)``: weights (B, n_heads, T_dec, T_enc) -> (B, n_heads, T_dec),
+    -Σ w log w in nats over the real source positions (0 log 0 counts as 0)."""
+    generator = torch.Generator().manual_seed(9)
+    B, n_heads, T_dec, T_enc = 2, 3, 4, 6
+    src_padding = torch.tensor([[False] * 6, [False] * 3 + [True] * 3])
+    scores = torch.randn(B, n_heads, T_dec, T_enc, generator=generator, dtype=torch.float64) * 2
+    scores[0, 0, 0] = torch.tensor([50.0, 0, 0, 0, 0, 0])  # one query puts all its weight on one word
+    scores = scores.masked_fill(src_padding[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # exact zeros at padding and (nearly) one-hot rows
+    w = weights.clamp(min=1e-300)
+    expected = -(weights * w.log()).sum(-1)  # (B, n_heads, T_dec)
+    out = attention_entropy(weights.clone().float(), src_padding.clone())
+    expect_shape(out, (B, n_heads, T_dec), "attention_entropy(weights of shape (2, 3, 4, 6), ...)")
+    out = out.detach().double()
+    expect(not torch.isnan(out).any(),
+           "your entropy contains NaN: a weight of exactly 0 (padding, or a one-hot row) gives 0 · log 0 = 0 · -inf; "
+           "count those terms as 0 (torch.special.xlogy, or clamp the weights inside the log)")
+    expect(not torch.allclose(out, expected / math.log(2), atol=1e-4),
+           "that is the entropy in bits (log2); the book measures in nats (natural log)")
+    expect(not torch.allclose(out, -expected, atol=1e-4), "an entropy is -Σ w log w: yours has the wrong sign")
+    expect(out[0, 0, 0].item() < 1e-3,
+           f"a query that puts all its weight on one source word has entropy 0; yours gives {out[0, 0, 0].item():.4g}")
+    expect_close(out, expected, "your entropies", atol=1e-4)
+    uniform = torch.full((1, 1, 1, 5), 0.2)
+    value = attention_entropy(uniform, torch.zeros(1, 5, dtype=torch.bool)).reshape(-1)[0].item()
+    expect(math.isclose(value, math.log(5), rel_tol=1e-4),
+           f"weights spread evenly over 5 words should give log 5 = {math.log(5):.4f}; yours gives {value:.4f}")
