@@ -150,7 +150,8 @@ def figures_of(job: Job, output: str) -> dict:
         return {row["model"]: {"uncached_s": round(row["uncached_s"], 3), "cached_s": round(row["cached_s"], 3),
                                "speed_up": round(row["speed_up"], 2)} for row in found.get("rows", [])}
     if job.group == "translate" and found:
-        return {key: found[key] for key in ("bleu", "bleu_val", "val_loss", "steps", "train_seconds") if key in found}
+        keys = ("bleu", "bleu_greedy", "bleu_val", "val_loss", "steps", "train_seconds", "steps_per_second")
+        return {key: found[key] for key in keys if key in found}
     if job.group in ("chapters", "fp16") and found:
         return {"cells": found.get("cells")}
     return {}
