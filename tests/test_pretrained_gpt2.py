@@ -283,3 +283,26 @@ def test_bits_per_byte_equals_a_direct_sum(folder):
                                                                                  rel=1e-6)
     with pytest.raises(ValueError, match="n_bytes"):
         bits_per_byte(model, ids, n_bytes=0)
+
+
+def test_download_pretrained_says_one_line_when_offline(monkeypatch, capsys, tmp_path):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known\nmore detail")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    from utils.pretrained import download_pretrained
+
+    assert download_pretrained("openai-community/gpt2") is None
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and "skipped offline: openai-community/gpt2" in printed and len(printed) <= 89
+    seen = {}
+
+    def online(repo_id, allow_patterns):
+        seen.update(repo_id=repo_id, allow_patterns=allow_patterns)
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", online)
+    assert download_pretrained("openai-community/gpt2") == tmp_path
+    assert seen == {"repo_id": "openai-community/gpt2", "allow_patterns": ["config.json", "model.safetensors"]}

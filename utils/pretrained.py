@@ -348,6 +348,19 @@ def load_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
     return model.to(dtype).eval()
 
 
+def download_pretrained(repo_id: str = "openai-community/gpt2",
+                        files: tuple[str, ...] = ("config.json", "model.safetensors")) -> Path | None:
+    """A checkpoint folder from the Hugging Face Hub (cached after the first time), or None, with one line
+    saying why, when it cannot be had (offline, or ``huggingface_hub`` missing). GPT-2 124M is about 550 MB."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=list(files)))
+    except Exception as error:  # offline, a DNS failure, a missing package: the hub raises many kinds
+        print(f"skipped offline: {repo_id} could not be fetched ({type(error).__name__})")
+        return None
+
+
 def load_pretrained(folder: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A GPT-2 or Llama checkpoint folder → our model, by the ``model_type`` in its ``config.json``."""
     config_path = Path(folder) / "config.json"
@@ -378,7 +391,7 @@ def bits_per_byte(model: torch.nn.Module, ids: torch.Tensor, n_bytes: int, block
     text, or leave the first character's bytes out of ``n_bytes``. The ids are scored
     in non-overlapping windows of ``block_size`` (default the model's), as
     :func:`utils.train.whole_split_loss` does; ``batch_size`` windows at a time (default:
-    as many as keep the logits under about 256 MB).
+    as many as keep the logits under about 64 MB).
     """
     import math
 
@@ -388,6 +401,6 @@ def bits_per_byte(model: torch.nn.Module, ids: torch.Tensor, n_bytes: int, block
     block_size = block_size or model.config.block_size
     if batch_size is None:
         vocab_size = model.config.vocab_size
-        batch_size = max(1, min(256, 2**26 // (block_size * vocab_size)))
+        batch_size = max(1, min(256, 2**24 // (block_size * vocab_size)))
     nats_per_token = whole_split_loss(model, ids, block_size, batch_size)
     return nats_per_token * (len(ids) - 1) / math.log(2) / n_bytes
