@@ -5,9 +5,9 @@ import torch
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch08 import (
-    check_batch_invariance_gap,
     check_length_batches,
     check_masked_mean,
+    check_padding_waste,
     check_pre_norm_block,
 )
 
@@ -33,37 +33,25 @@ def test_length_batches_checker(capsys):
         check_length_batches(lambda lengths, b: torch.tensor(length_batches(lengths, len(lengths))))
 
 
-def batch_invariance_gap(encoder, sentences, use_mask=True, all_positions=False):
-    longest, C = max(len(s) for s in sentences), sentences[0].shape[-1]
-    batch = torch.zeros(len(sentences), longest, C)
-    padding = torch.ones(len(sentences), longest, dtype=torch.bool)
-    for b, s in enumerate(sentences):
-        batch[b, : len(s)], padding[b, : len(s)] = s, False
-    batched = encoder(batch, key_padding_mask=padding if use_mask else None)
-    gaps = []
-    for b, s in enumerate(sentences):
-        alone = encoder(s[None])[0]
-        if all_positions:  # compares the padded rows too
-            alone = torch.cat([alone, torch.zeros(longest - len(s), C)])
-            gaps.append((alone - batched[b]).abs().max().item())
-        else:
-            gaps.append((alone - batched[b, : len(s)]).abs().max().item())
-    return max(gaps)
+def padding_waste(lengths, attention="pairs"):
+    B, T = len(lengths), max(lengths)
+    positions = 1 - sum(lengths) / (B * T)
+    useful = {"pairs": sum(L * L for L in lengths), "either": sum(T * T - (T - L) ** 2 for L in lengths),
+              "linear": sum(lengths) * T}[attention]
+    return positions, 1 - useful / (B * T * T)
 
 
-def test_batch_invariance_checker(capsys):
-    check_batch_invariance_gap(batch_invariance_gap)
+def test_padding_waste_checker(capsys):
+    check_padding_waste(padding_waste)
     assert "✓" in capsys.readouterr().out
-    with pytest.raises(ExerciseFailed, match="Do you pass key_padding_mask"):
-        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s, use_mask=False))
-    with pytest.raises(ExerciseFailed, match="compare only the real positions"):
-        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s, all_positions=True))
-    with pytest.raises(ExerciseFailed, match="encode each sentence alone AND"):
-        check_batch_invariance_gap(lambda e, s: 0.0)
-    with pytest.raises(ExerciseFailed, match="return one number"):
-        check_batch_invariance_gap(lambda e, s: torch.tensor(batch_invariance_gap(e, s)))
-    with pytest.raises(ExerciseFailed, match="largest absolute"):  # the mean difference, not the largest
-        check_batch_invariance_gap(lambda e, s: batch_invariance_gap(e, s) / 2)
+    with pytest.raises(ExerciseFailed, match="T × T scores per sentence"):
+        check_padding_waste(lambda lengths: padding_waste(lengths, attention="linear"))
+    with pytest.raises(ExerciseFailed, match="its query OR its key"):
+        check_padding_waste(lambda lengths: padding_waste(lengths, attention="either"))
+    with pytest.raises(ExerciseFailed, match="T the longest length"):  # the mean length instead of the longest
+        check_padding_waste(lambda lengths: (1 - sum(lengths) / len(lengths) / max(lengths) / 2, 0.5))
+    with pytest.raises(ExerciseFailed, match="return a pair"):
+        check_padding_waste(lambda lengths: padding_waste(lengths)[0])
 
 
 def test_masked_mean_mistakes_are_named():

@@ -44,47 +44,37 @@ def check_length_batches(length_batches) -> None:
                f"first they need only {best} (in the given order: {in_order})")
 
 
-def _gap_reference(encoder, sentences):
-    longest = max(len(s) for s in sentences)
-    C = sentences[0].shape[-1]
-    batch = torch.zeros(len(sentences), longest, C)
-    padding = torch.ones(len(sentences), longest, dtype=torch.bool)
-    for b, sentence in enumerate(sentences):
-        batch[b, : len(sentence)], padding[b, : len(sentence)] = sentence, False
-    batched = encoder(batch, key_padding_mask=padding)
-    return max((encoder(s[None])[0] - batched[b, : len(s)]).abs().max().item() for b, s in enumerate(sentences))
+def _waste_reference(lengths: list[int]) -> tuple[float, float]:
+    T = max(lengths)
+    real = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+    pairs = real[:, :, None] & real[:, None, :]  # (B, T, T): a real query and a real key
+    return 1 - real.float().mean().item(), 1 - pairs.float().mean().item()
 
 
-@checker("Exercise 8.2 — does the batch change a sentence's encoding?")
-def check_batch_invariance_gap(batch_invariance_gap) -> None:
-    """``batch_invariance_gap(encoder, sentences)``: the largest difference, over the real positions, between
-    each sentence encoded alone and encoded in one zero-padded batch with its key padding mask."""
-    from utils.encoder import Encoder
-
-    torch.manual_seed(0)
-    C = 8
-    sentences = [torch.randn(T, C) for T in (5, 2, 7)]
-    encoder = Encoder(2, C, 2).eval()
-
-    class IgnoresTheMask(nn.Module):  # a broken encoder: attends to padding
-        def forward(self, x, key_padding_mask=None):
-            return encoder(x)
-
-    with torch.no_grad():
-        gap = batch_invariance_gap(encoder, [s.clone() for s in sentences])
-        leaky = batch_invariance_gap(IgnoresTheMask(), [s.clone() for s in sentences])
-        expected_leaky = _gap_reference(IgnoresTheMask(), sentences)
-    for value, what in ((gap, "the kept Encoder"), (leaky, "an encoder that ignores the mask")):
-        expect(isinstance(value, float | int) and not isinstance(value, bool),
-               f"return one number (a float), got {type(value).__name__} for {what}")
-    expect(gap < 1e-4, f"for the kept Encoder you report a gap of {gap:.3g}; with the padding mask a real "
-                       "token never reads padding, so the gap is rounding only (< 1e-4). Do you pass "
-                       "key_padding_mask (True = padding) and compare only the real positions?")
-    expect(leaky > 1e-3, f"an encoder that ignores the mask changes the real tokens' vectors, but you report "
-                         f"{leaky:.3g}: encode each sentence alone AND in the padded batch, and compare")
-    expect(abs(leaky - expected_leaky) < 1e-4 * max(1.0, expected_leaky),
-           f"for the leaky encoder you report {leaky:.5g}, expected {expected_leaky:.5g}: the largest absolute "
-           "difference over every sentence's real positions")
+@checker("Exercise 8.2 — how much of the work is padding?")
+def check_padding_waste(padding_waste) -> None:
+    """``padding_waste(lengths)`` -> (share of the positions, share of the attention scores) spent on padding
+    when the sentences are padded to the longest; a score is useful only for a real query and a real key."""
+    for lengths in ([5, 5, 5], [10, 2, 3, 10], [1, 20], [7, 3, 12, 12, 4, 9]):
+        result = padding_waste(list(lengths))
+        expect(isinstance(result, tuple) and len(result) == 2,
+               f"return a pair (positions share, scores share), got {type(result).__name__}")
+        positions, scores = (float(x) for x in result)
+        expected_positions, expected_scores = _waste_reference(lengths)
+        expect(abs(positions - expected_positions) < 1e-6,
+               f"padding_waste({lengths}): {positions:.4f} of the positions wasted, expected "
+               f"{expected_positions:.4f} = 1 - sum(lengths) / (B · T), T the longest length")
+        if lengths != [5, 5, 5]:
+            expect(abs(scores - positions) > 1e-6,
+                   f"padding_waste({lengths}): the scores' share equals the positions' share; attention computes "
+                   "T × T scores per sentence, so a sentence of length L uses only L² of them")
+            T = max(lengths)
+            either = 1 - sum(T * T - (T - L) ** 2 for L in lengths) / (len(lengths) * T * T)
+            expect(abs(scores - either) > 1e-6,
+                   "you counted a score as useful when its query OR its key is real; a padded query's output is "
+                   "thrown away and a padded key gets weight 0, so only real-query, real-key scores count: L²")
+        expect(abs(scores - expected_scores) < 1e-6,
+               f"padding_waste({lengths}): {scores:.4f} of the scores wasted, expected {expected_scores:.4f}")
 
 
 @checker("Exercise 8.3 — one vector per sentence")
