@@ -38,7 +38,7 @@ def test_prefix_lm_mask_checker(capsys):
         check_prefix_lm_mask(lambda T, p: prefix_lm_mask(T, p).float())
 
 
-def dependence(f, T, C, transpose=False, one_backward=False, signed=False):
+def dependence(f, T, C, transpose=False, one_backward=False, signed=False, plain_sum=False):
     x = torch.randn(1, T, C, generator=torch.Generator().manual_seed(0), requires_grad=True)
     out = f(x)  # (1, T, C)
     if one_backward:
@@ -46,7 +46,8 @@ def dependence(f, T, C, transpose=False, one_backward=False, signed=False):
         return (grad[0].abs().amax(-1) > 0)[None, :].expand(T, T)
     rows = []
     for t in range(T):
-        (grad,) = torch.autograd.grad(out[0, t].sum(), x, retain_graph=True, allow_unused=True)
+        direction = torch.ones(C) if plain_sum else torch.randn(C, generator=torch.Generator().manual_seed(t))
+        (grad,) = torch.autograd.grad((out[0, t] * direction).sum(), x, retain_graph=True, allow_unused=True)
         grad = torch.zeros_like(x) if grad is None else grad
         rows.append(grad[0].sum(-1) != 0 if signed else grad[0].abs().amax(-1) > 0)
     result = torch.stack(rows)  # (T, T): [t, s]
@@ -60,6 +61,8 @@ def test_dependence_checker(capsys):
         check_dependence(lambda f, T, C: dependence(f, T, C, transpose=True))
     with pytest.raises(ExerciseFailed, match="one backward of f\\(x\\).sum\\(\\) mixes all outputs"):
         check_dependence(lambda f, T, C: dependence(f, T, C, one_backward=True))
+    with pytest.raises(ExerciseFailed, match="random direction"):
+        check_dependence(lambda f, T, C: dependence(f, T, C, plain_sum=True))
     with pytest.raises(ExerciseFailed, match="should be a torch.Tensor"):
         check_dependence(lambda f, T, C: [[True] * T] * T)
     with pytest.raises(ExerciseFailed, match="says the opposite"):  # each output reads its own input only

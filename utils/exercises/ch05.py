@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from utils.exercises import checker, expect, expect_close, expect_shape
 
@@ -72,6 +73,7 @@ def check_dependence(dependence) -> None:
         "a window of 2": lambda x: self_attention(x, (s <= t) & (t - s < 2)),
         "reading the previous token": lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1),
         "a per-token layer": lambda x: torch.tanh(x) * 2,
+        "causal attention, then LayerNorm": lambda x: F.layer_norm(self_attention(x, s <= t), (C,)),
     }
     for name, layer in layers.items():
         expected = _dependence_reference(layer, T, C)
@@ -85,6 +87,9 @@ def check_dependence(dependence) -> None:
         expect(not torch.equal(result, expected.any(dim=0, keepdim=True).expand(T, T)),
                f"for {name} every row is the same: one backward of f(x).sum() mixes all outputs; take one "
                "backward per output position t (or the Jacobian), each giving row t")
+        if name.endswith("LayerNorm") and not (result & ~expected).any():  # only dependences missing
+            expect(False, "after a LayerNorm every output vector sums to 0, so the gradient of out[0, t].sum() "
+                          "is 0 (up to rounding): read output t through a random direction, (out[0, t] * r).sum()")
         where = (result != expected).nonzero()[0].tolist()
         expect(False, f"for {name}, output {where[0]} {'does' if expected[where[0], where[1]] else 'does not'} "
                       f"depend on input {where[1]}, but your matrix says the opposite. Expected "
