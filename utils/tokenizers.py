@@ -8,6 +8,10 @@ Three tokenizers, all with the same small interface (``vocab_size``, ``encode``,
 * :class:`BPETokenizer`: byte-pair encoding over UTF-8 bytes (Sennrich et al., 2016;
   GPT-2's byte-level variant, Radford et al., 2019).
 
+Chapter 16 adds GPT-2's own tokenizer at the end of this module: :func:`gpt2_tokenizer`,
+a :class:`GPT2Tokenizer` (``encode``/``decode``, no JSON file: its vocabulary is
+tiktoken's ``r50k_base`` ranks file) with GPT-2's pre-tokenizer and ``<|endoftext|>``.
+
 **Special tokens.** Built with ``specials=True``, a tokenizer gives ids 0..3 to
 ``SPECIAL_TOKENS = ("<PAD>", "<SOS>", "<EOS>", "<UNK>")`` (padding, start and end of
 sequence, unknown) and has ``pad_id``, ``sos_id``, ``eos_id``, ``unk_id``. ``encode``
