@@ -16,13 +16,16 @@ steps. The rows (``VARIANTS``):
 
     python benchmarks/modern_block.py race --seeds 0 1 2            # writes benchmarks/modern_block.json
     python benchmarks/modern_block.py race --seeds 0 1 2 --steps 2000 --json FILE
+    python benchmarks/modern_block.py speed                         # CPU ms per step of each variant
     python benchmarks/modern_block.py anchor --nanogpt ../nanoGPT --variant "llama, MHA" --steps 2000
 
 ``race`` runs one process on one thread, run after run, and appends each result to
 the JSON file as it finishes (a run already in the file is not repeated, so an
 interrupted race resumes). ``anchor`` runs, back to back, the wall-clock time of a
 whole command training one variant (start-up and evaluation included) and of
-nanoGPT's CPU recipe (benchmarks/train_gpt.py's, scored on the whole split too).
+nanoGPT's CPU recipe (benchmarks/train_gpt.py's, scored on the whole split too), and
+the CPU time each command used (its processes' user + system seconds), which a busy
+machine disturbs far less than the wall clock.
 
 The machine's load changes the seconds, not the losses: every variant takes the
 same number of steps with the same batches, so the losses are reproducible; the
@@ -155,12 +158,58 @@ def print_table(results: dict, steps: int = 1000) -> None:
               f"{r['min']:>7.4f}–{r['max']:.4f} {r['ms_per_step']:>8.1f} {r['load']:>5.2f}")
 
 
+def speed(args) -> None:
+    """CPU seconds per training step of each variant (``time.process_time`` on one thread).
+
+    A process's CPU time counts only the time it ran, so it is far less sensitive to
+    the other jobs on a shared machine than the wall clock (memory and cache contention
+    still slow it somewhat). Each variant: a few warm-up steps, then ``--steps`` timed ones,
+    repeated ``--repeats`` times; the median repeat is kept.
+    """
+    import torch
+
+    from utils.shakespeare import PRESETS, load_data
+    from utils.train import TrainConfig, Trainer, random_windows
+
+    torch.set_num_threads(1)
+    _, train_ids, _ = load_data()
+    results = {}
+    for variant in args.variants:
+        config = TrainConfig(**{**PRESETS["cpu"]["train"], "device": "cpu"})
+        torch.manual_seed(0)
+        model = build_model(variant, 65, PRESETS["cpu"]["model"])
+        trainer = Trainer(model, config, batch_at=random_windows(train_ids, 64, config.batch_size, 0))
+        for step in range(5):
+            trainer.train_step(step)
+        repeats = []
+        for _ in range(args.repeats):
+            start = time.process_time()
+            for step in range(args.steps):
+                trainer.train_step(step)
+            repeats.append((time.process_time() - start) / args.steps)
+        results[variant] = round(1000 * sorted(repeats)[len(repeats) // 2], 2)
+        print(f"{variant:<12} {results[variant]:6.1f} CPU ms per step (repeats: "
+              f"{', '.join(f'{1000 * r:.1f}' for r in repeats)}; load {load_average()[0]})", flush=True)
+    path = Path(args.json)
+    stored = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    stored["cpu_ms_per_step"] = results
+    path.write_text(json.dumps(stored, indent=1) + "\n")
+
+
 def one(args) -> None:
     """Train one variant and print its result as JSON (``anchor`` times this whole command)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     print(json.dumps(train_one(args.variant, args.seed, args.steps, args.steps or 1000)))
+
+
+def child_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's finished children."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def anchor(args) -> None:
@@ -175,26 +224,29 @@ def anchor(args) -> None:
     for _ in range(args.repeats):
         command = [sys.executable, "benchmarks/modern_block.py", "one", "--variant", args.variant,
                    "--seed", str(args.seed), *(["--steps", str(args.steps)] if args.steps else [])]
-        started, load_before = time.perf_counter(), load()
+        started, load_before, cpu_before = time.perf_counter(), load(), child_cpu_seconds()
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if result.returncode:
             raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
         ours = json.loads(result.stdout.strip().splitlines()[-1])
         rows.append({"run": f"{args.variant}, {ours['steps']} steps", "val_loss": ours["val_loss"],
-                     "seconds": round(seconds, 1), "load_before": load_before, "load_after": load()})
+                     "seconds": round(seconds, 1), "cpu_seconds": round(child_cpu_seconds() - cpu_before, 1),
+                     "load_before": load_before, "load_after": load()})
         print(f"  ours: {rows[-1]}", flush=True)
-        started, load_before = time.perf_counter(), load()
+        load_before, cpu_before = load(), child_cpu_seconds()
         theirs = nanogpt_run(args.nanogpt, "cpu", env)
         rows.append({"run": "nanoGPT CPU recipe, 2000 steps", "val_loss": round(theirs["val_loss"], 4),
-                     "seconds": round(theirs["seconds"], 1), "load_before": load_before, "load_after": load()})
+                     "seconds": round(theirs["seconds"], 1), "cpu_seconds": round(child_cpu_seconds() - cpu_before, 1),
+                     "load_before": load_before, "load_after": load()})
         print(f"  nanoGPT: {rows[-1]}", flush=True)
-    print(f"\n{'run':<36} {'val loss (whole split)':>22} {'seconds':>8}  load before/after")
+    print(f"\n{'run':<36} {'val loss (whole split)':>22} {'seconds':>8} {'CPU s':>7}  load before/after")
     for r in rows:
-        print(f"{r['run']:<36} {r['val_loss']:>22.4f} {r['seconds']:>8.1f}  {r['load_before']} / {r['load_after']}")
-    ours_s = sum(r["seconds"] for r in rows[0::2])
-    theirs_s = sum(r["seconds"] for r in rows[1::2])
-    print(f"\nwall time, ours / nanoGPT: {ours_s / theirs_s:.2f}")
+        print(f"{r['run']:<36} {r['val_loss']:>22.4f} {r['seconds']:>8.1f} {r['cpu_seconds']:>7.1f}  "
+              f"{r['load_before']} / {r['load_after']}")
+    for what in ("seconds", "cpu_seconds"):
+        ratio = sum(r[what] for r in rows[0::2]) / sum(r[what] for r in rows[1::2])
+        print(f"{'wall time' if what == 'seconds' else 'CPU time'}, ours / nanoGPT: {ratio:.2f}")
     result = {"machine": machine(), "threads": args.threads, "rows": rows,
               "command": "python benchmarks/modern_block.py anchor " + " ".join(sys.argv[2:])}
     if args.json:
@@ -214,6 +266,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the preset's 1,000)")
     p.add_argument("--eval-every", type=int, default=100, help="whole-split evaluation every so many steps")
     p.add_argument("--json", default=str(DEFAULT_JSON), help=f"results file (default: {DEFAULT_JSON.name})")
+    p = commands.add_parser("speed", help="CPU seconds per training step of each variant (one thread)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default=str(DEFAULT_JSON), help=f"results file (default: {DEFAULT_JSON.name})")
     p = commands.add_parser("one", help="train one variant, print JSON")
     p.add_argument("--variant", default="llama", choices=list(VARIANTS))
     p.add_argument("--seed", type=int, default=0)
@@ -230,7 +287,7 @@ def main() -> None:
     for name in ("steps",):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
-    {"race": race, "one": one, "anchor": anchor}[args.command](args)
+    {"race": race, "speed": speed, "one": one, "anchor": anchor}[args.command](args)
 
 
 if __name__ == "__main__":
