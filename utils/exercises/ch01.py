@@ -53,7 +53,7 @@ def _reference_fallback(text: str, char_to_id: dict[str, int]) -> list[int]:
     return ids
 
 
-@checker("Exercise 1.2 — byte fallback: a character tokenizer with no unknowns")
+@checker("Exercise 1.2 — byte fallback for unknown characters")
 def check_byte_fallback(encode, decode) -> None:
     """``encode(text, char_to_id)``: known characters by id, others as their UTF-8 bytes (ids n + byte);
     ``decode(ids, char_to_id)`` gives the text back."""

@@ -32,7 +32,7 @@ class _CallCounter:
             handle.remove()
 
 
-@checker("Exercise 6.1 — cross-attention with the memory's keys and values computed once")
+@checker("Exercise 6.1 — the memory's keys and values, computed once")
 def check_cached_cross_attention(precompute_memory, cross_attend_cached) -> None:
     """``precompute_memory(mha, memory)`` -> (k, v), each (B, n_heads, T_enc, head_size), made once per source;
     ``cross_attend_cached(mha, x, k, v, key_padding_mask)`` -> (B, T_dec, C), equal to ``mha(x, memory, ...)``."""

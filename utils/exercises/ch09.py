@@ -9,7 +9,7 @@ import torch
 from utils.exercises import checker, expect, expect_close, expect_shape
 
 
-@checker("Exercise 9.1 — scheduled sampling: the decoder reads some of its own guesses")
+@checker("Exercise 9.1 — scheduled sampling")
 def check_scheduled_inputs(scheduled_inputs) -> None:
     """``scheduled_inputs(labels, predictions, p, sos_id, generator)`` -> decoder input (B, T): <SOS>, then for
     each later position the previous label, replaced by the model's previous prediction with probability p."""
@@ -80,7 +80,7 @@ def _simulated_score_entries(T_enc: int, n_new: int, cached: bool) -> int:
     return total
 
 
-@checker("Exercise 9.3 — predict, then count: the attention scores of writing a sentence")
+@checker("Exercise 9.3 — the attention scores of writing a sentence")
 def check_score_entries(score_entries) -> None:
     """``score_entries(T_enc, n_new, cached)``: query-key scores a one-layer, one-head decoder computes to write
     n_new tokens after <SOS>, for a source of T_enc tokens; ``cached``: only the newest position is recomputed."""
