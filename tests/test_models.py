@@ -73,8 +73,12 @@ def test_bad_input_gives_clear_errors():
 
 
 def test_presets_are_one_word_apart():
+    from utils import presets
+
     cpu, gpu = GPTConfig.preset("cpu", vocab_size=V), GPTConfig.preset("gpu", vocab_size=V)
-    assert (cpu.C, gpu.C) == (32, 384) and gpu.n_layers > cpu.n_layers
+    for name, config in (("cpu", cpu), ("gpu", gpu)):  # the model the command line trains
+        assert {field: getattr(config, field) for field in presets.GPT[name]["model"]} == presets.GPT[name]["model"]
+    assert (cpu.C, gpu.C) == (64, 384) and gpu.n_layers > cpu.n_layers
     base = TransformerConfig.preset("gpu", src_vocab_size=V, tgt_vocab_size=V, n_encoder_layers=1)
     assert (base.C, base.n_heads, base.d_ff, base.n_encoder_layers) == (512, 8, 2048, 1)  # fields override
 
