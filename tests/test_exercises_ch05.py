@@ -5,15 +5,11 @@ import torch
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch05 import (
-    check_decoder_mask,
     check_dependence,
+    check_document_mask,
     check_prefix_lm_mask,
     check_sliding_window_mask,
 )
-
-
-def future(T):
-    return torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
 
 
 def prefix_lm_mask(T, prefix_lengths, inclusive=False, causal_only=False):
@@ -80,20 +76,26 @@ def test_sliding_window_checker_rejects_an_off_by_one():
         check_sliding_window_mask(lambda T, window: torch.eye(T, dtype=torch.bool))
 
 
-def _causal(T):
-    return torch.ones(T, T, dtype=torch.bool).tril()
+def document_mask(doc_ids, causal=True, same_doc=True):
+    T = doc_ids.shape[1]
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    same = doc_ids[:, :, None] == doc_ids[:, None, :] if same_doc else torch.ones(1, T, T, dtype=torch.bool)
+    allowed = same & (s <= t) if causal else same
+    return allowed[:, None].expand(doc_ids.shape[0], 1, T, T)
 
 
-def test_decoder_mask_checker_accepts_the_mask_and_shows_each_leak(capsys):
-    check_decoder_mask(lambda padding: _causal(padding.shape[1]) & ~padding[:, None, None, :])
+def test_document_mask_checker(capsys):
+    check_document_mask(document_mask)
     assert "✓" in capsys.readouterr().out
-    with pytest.raises(ExerciseFailed, match="leaks the future"):  # padding only, no causal part
-        check_decoder_mask(lambda padding: (~padding[:, None, None, :]).expand(-1, 1, padding.shape[1], -1))
-    with pytest.raises(ExerciseFailed, match="attend to padding"):  # causal only
-        check_decoder_mask(lambda padding: _causal(padding.shape[1]).expand(padding.shape[0], 1, -1, -1))
-    with pytest.raises(ExerciseFailed, match="attn_mask"):  # the blocked pairs instead
-        check_decoder_mask(lambda padding: ~(_causal(padding.shape[1]) & ~padding[:, None, None, :]))
-    with pytest.raises(ExerciseFailed, match="broadcasts over the heads"):  # (B, T, T)
-        check_decoder_mask(lambda padding: _causal(padding.shape[1]) & ~padding[:, None, :])
-    with pytest.raises(ExerciseFailed, match="bool"):
-        check_decoder_mask(lambda padding: (_causal(padding.shape[1]) & ~padding[:, None, None, :]).float())
+    with pytest.raises(ExerciseFailed, match="must stay causal"):
+        check_document_mask(lambda d: document_mask(d, causal=False))
+    with pytest.raises(ExerciseFailed, match="plain causal mask"):
+        check_document_mask(lambda d: document_mask(d, same_doc=False))
+    with pytest.raises(ExerciseFailed, match="True where attention is blocked"):
+        check_document_mask(lambda d: ~document_mask(d))
+    with pytest.raises(ExerciseFailed, match=r"should be \(B, 1, T, T\)"):
+        check_document_mask(lambda d: document_mask(d)[:, 0])
+    with pytest.raises(ExerciseFailed, match="bool tensor"):
+        check_document_mask(lambda d: document_mask(d).float())
+    with pytest.raises(ExerciseFailed, match="reads them"):  # the previous document's last token leaks in
+        check_document_mask(lambda d: document_mask(d) | torch.eye(d.shape[1], dtype=torch.bool).roll(-1, 1))

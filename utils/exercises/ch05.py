@@ -113,49 +113,43 @@ def check_sliding_window_mask(sliding_window_mask) -> None:
                    f"{window - 1} tokens before it. Expected {expected.int().tolist()}, got {mask.int().tolist()}")
 
 
-@checker("Exercise 5.4 — the decoder's mask, and what leaks without it")
-def check_decoder_mask(decoder_mask) -> None:
-    """``decoder_mask(key_padding_mask)``: (B, T) True = padding -> (B, 1, T, T) True = may attend.
-
-    The checker runs attention under the reader's mask and changes inputs: later
-    tokens (a mask that leaks the future changes earlier outputs) and padded tokens
-    (a mask that lets real tokens read padding changes their outputs).
-    """
+@checker("Exercise 5.4 — several documents in one row")
+def check_document_mask(document_mask) -> None:
+    """``document_mask(doc_ids)``: doc_ids (B, T) says which document each position belongs to (documents are
+    contiguous); returns bool (B, 1, T, T), True where query t may attend to key s: s <= t, same document."""
     from utils.attention import attention
 
-    padding = torch.tensor([[False] * 6, [True, True] + [False] * 4, [True] + [False] * 5])  # left-padded
-    B, T = padding.shape
-    mask = decoder_mask(padding.clone())
+    doc_ids = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2], [5, 5, 5, 5, 5, 5, 5, 5], [3, 4, 4, 4, 9, 9, 9, 9]])
+    B, T = doc_ids.shape
+    mask = document_mask(doc_ids.clone())
     expect(isinstance(mask, torch.Tensor) and mask.dtype == torch.bool,
            f"return a bool tensor (True = may attend), got {getattr(mask, 'dtype', type(mask).__name__)}")
     expect(tuple(mask.shape) == (B, 1, T, T),
            f"the mask has shape {tuple(mask.shape)}; it should be (B, 1, T, T) = {(B, 1, T, T)}, "
-           "so that it broadcasts over the heads of scores shaped (B, n_heads, T, T)")
-    expected = torch.ones(T, T, dtype=torch.bool).tril() & ~padding[:, None, None, :]
+           "so that it broadcasts over the heads")
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    same = doc_ids[:, :, None] == doc_ids[:, None, :]  # (B, T, T)
+    expected = (same & (s <= t))[:, None]  # (B, 1, T, T)
     expect(not torch.equal(mask, ~expected),
-           "your mask is True where attention is blocked (nn.MultiheadAttention's attn_mask "
-           "convention); the book's masks are True where a query may attend")
+           "your mask is True where attention is blocked; the book's masks are True where a query may attend")
+    expect(not torch.equal(mask, same[:, None]),
+           "inside a document your mask lets a token read the tokens after it: it must stay causal")
+    expect(not torch.equal(mask, (s <= t).expand(B, 1, T, T)),
+           "that is the plain causal mask: a token may also read the end of the previous document; "
+           "keys from another document must be masked")
+    generator = torch.Generator().manual_seed(55)
+    x = torch.randn(B, 2, T, 4, generator=generator)
 
-    generator = torch.Generator().manual_seed(54)
-    n_heads, head_size = 2, 4
-    x = torch.randn(B, n_heads, T, head_size, generator=generator)
-
-    def run(inputs):  # self-attention of each head under the reader's mask
-        return attention(inputs, inputs, inputs, mask)[0]  # (B, n_heads, T, head_size)
+    def run(inputs):
+        return attention(inputs, inputs, inputs, mask)[0]
 
     out = run(x)
-    for t in range(T - 1):
-        changed = x.clone()
-        changed[:, :, t + 1 :] = torch.randn(B, n_heads, T - t - 1, head_size, generator=generator)
-        difference = (run(changed)[:, :, : t + 1] - out[:, :, : t + 1]).abs().max().item()
-        expect(difference < 1e-6,
-               f"your mask leaks the future: changing the tokens after position {t} changed the output "
-               f"at positions 0..{t} (by up to {difference:.2g}); query t may only see keys s <= t")
-    changed = x.clone()
-    changed[padding[:, None, :, None].expand_as(x)] = 100.0  # rewrite every padded token
-    real = ~padding[:, None, :, None].expand_as(x)
-    difference = (run(changed)[real] - out[real]).abs().max().item()
-    expect(difference < 1e-6,
-           f"real tokens attend to padding: changing the padded tokens changed their outputs (by up to "
-           f"{difference:.2g}); combine the causal mask with ~key_padding_mask[:, None, None, :]")
+    for b in range(B):
+        for document in doc_ids[b].unique().tolist():
+            inside = doc_ids[b] == document
+            changed = x.clone()
+            changed[b, :, ~inside] = torch.randn(2, int((~inside).sum()), 4, generator=generator)
+            difference = (run(changed)[b, :, inside] - out[b, :, inside]).abs().max().item()
+            expect(difference < 1e-6, f"document {document} of row {b} changed (by up to {difference:.2g}) when "
+                                      "only the other documents of the row changed: it reads them")
     expect_close(mask.float(), expected.float(), "your mask (1 = may attend)")
