@@ -222,3 +222,24 @@ def test_bad_prompts_batches_ids_and_masks(tokenizer):
         assistant_only_loss(logits, targets, torch.ones(1, 3))
     with pytest.raises(ValueError, match="mask and targets must have one shape"):
         assistant_only_loss(logits, targets, torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_every_multi30k_validation_pair_round_trips_with_chapter_12s_bpe():
+    """Real captions (umlauts, ß, quotes): the template and its mask on 514 pairs the BPE never saw.
+
+    The BPE is trained (as chapter 12 trains it, utils.translation.train_tokenizer) on
+    the first 500 validation pairs: loading the training split alone would take seconds.
+    """
+    from utils.data import load_multi30k
+    from utils.translation import train_tokenizer
+
+    pairs = load_multi30k("val")
+    tokenizer = train_tokenizer(pairs[:500], vocab_size=400)
+    assert len(pairs[500:]) == 514
+    for german, english in pairs[500:]:
+        turns = translation_turns(german, english)
+        ids, mask = encode_chat(turns, tokenizer)
+        assert decode_chat(ids, tokenizer) == render(turns)
+        kept, dropped = masked_and_unmasked_text(ids, mask, tokenizer)
+        assert kept == english + "<|end|>"
+        assert dropped == f"<|user|>Translate to English: {german}<|end|><|assistant|>"
