@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from utils.lora import LoRALinear, add_lora, count_parameters, lora_layers, merge_lora, unload_lora, unmerge_lora
+from utils.lora import (
+    LoRALinear,
+    add_lora,
+    count_parameters,
+    lora_layers,
+    lora_state_dict,
+    merge_lora,
+    unload_lora,
+    unmerge_lora,
+)
 from utils.models import GPT, GPTConfig
 from utils.modern import Llama, LlamaConfig
 
@@ -109,6 +118,20 @@ def test_counts_by_hand():
     # per block: q and v are 32 -> 32, linear1 is 32 -> 128; r (in + out) each
     by_hand = 2 * (4 * (32 + 32) * 2 + 4 * (32 + 128))
     assert count_parameters(model) == (by_hand, total_base + by_hand)
+
+
+def test_the_adapters_alone_restore_the_tuned_model():
+    base = small_gpt()
+    tuned = randomise_lora(add_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=4, alpha=8))
+    adapters = lora_state_dict(tuned)
+    assert set(adapters) == {name for name, p in tuned.named_parameters() if p.requires_grad}
+    assert sum(t.numel() for t in adapters.values()) == count_parameters(tuned)[0]
+    fresh = add_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=4, alpha=8)
+    missing, unexpected = fresh.load_state_dict(adapters, strict=False)
+    assert not unexpected and not any("lora_" in name for name in missing)
+    idx = tokens()
+    with torch.no_grad():
+        assert torch.equal(fresh(idx), tuned(idx)) and not torch.equal(fresh(idx), base(idx))
 
 
 def test_lora_at_init_computes_the_base_model_exactly():
@@ -251,12 +274,13 @@ def test_bad_settings_fail_in_one_line_and_leave_the_model_alone(kwargs, message
 
 def test_wrapping_twice_and_acting_without_lora_are_errors():
     model = add_lora(small_gpt(), ["q_proj"], r=2, alpha=2)
-    with pytest.raises(ValueError, match="already has LoRA"):
-        add_lora(model, ["q_proj"], r=2, alpha=2)
+    for targets in (["q_proj"], ["k_proj"], ["base"]):  # its base Linear too: one adapter per model
+        with pytest.raises(ValueError, match="stack.blocks.0.self_attention.q_proj already has LoRA"):
+            add_lora(model, targets, r=2, alpha=2)
     with pytest.raises(ValueError, match="already has LoRA"):
         LoRALinear(lora_layers(model)[0][1], r=2, alpha=2)
     with pytest.raises(ValueError, match="wraps an nn.Linear, got Embedding"):
         LoRALinear(nn.Embedding(3, 4), r=2, alpha=2)
-    for function in (merge_lora, unmerge_lora, unload_lora):
+    for function in (merge_lora, unmerge_lora, unload_lora, lora_state_dict):
         with pytest.raises(ValueError, match="has no LoRA layers; call add_lora first"):
             function(small_gpt())

@@ -18,8 +18,9 @@ instead of in * out.
   takes it out again.
 * :func:`add_lora` wraps the layers of a model named by ``target_modules`` (the
   meaning ``peft.LoraConfig`` gives it) and freezes every other parameter;
-  :func:`count_parameters` counts what will train; :func:`merge_lora`,
-  :func:`unmerge_lora` and :func:`unload_lora` act on the whole model.
+  :func:`count_parameters` counts what will train; :func:`lora_state_dict` keeps
+  the adapters alone; :func:`merge_lora`, :func:`unmerge_lora` and
+  :func:`unload_lora` act on the whole model.
 
 ``tests/test_lora.py`` proves the module equal to ``peft``'s LoRA given the same
 A and B. A merged layer reads ``base.weight`` plus the update; code that reads a
@@ -161,6 +162,8 @@ def add_lora(model: nn.Module, target_modules, r: int, alpha: float, dropout: fl
     wrapped layers require gradients.
     """
     targets = _check_targets(target_modules)
+    if lora_layers(model):
+        raise ValueError(f"{lora_layers(model)[0][0]} already has LoRA; add_lora wraps a model once")
     named = [(name, module) for name, module in model.named_modules() if name]
     chosen = [(name, module) for name, module in named if _matches(name, targets)]
     linear_names = sorted({name.rsplit(".", 1)[-1] for name, module in named if isinstance(module, nn.Linear)})
@@ -177,8 +180,6 @@ def add_lora(model: nn.Module, target_modules, r: int, alpha: float, dropout: fl
     for parameter_name, parameter in model.named_parameters(remove_duplicate=False):
         names_of.setdefault(id(parameter), []).append(parameter_name)
     for name, module in chosen:
-        if isinstance(module, LoRALinear):
-            raise ValueError(f"{name} already has LoRA; add_lora wraps a model once")
         if not isinstance(module, nn.Linear):
             raise ValueError(f"target {name} is a {type(module).__name__}, not an nn.Linear; LoRA here adapts Linear layers")
         others = [other for other in names_of[id(module.weight)] if other != f"{name}.weight"]
@@ -206,6 +207,14 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) numbers of parameters; a tied tensor counts once."""
     parameters = list(model.parameters())  # parameters() yields a shared tensor once
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapters, A and B of every LoRA layer: what a LoRA checkpoint needs to
+    store next to the base model (``model.load_state_dict(saved, strict=False)``
+    after :func:`add_lora` with the same settings puts them back)."""
+    return {f"{name}.{part}": getattr(layer, part).detach().clone()
+            for name, layer in _layers_or_error(model) for part in ("lora_A", "lora_B")}
 
 
 def _layers_or_error(model: nn.Module) -> list[tuple[str, LoRALinear]]:
