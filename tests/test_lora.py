@@ -201,6 +201,10 @@ def test_merge_and_unmerge():
     layer.merge()
     with pytest.raises(ValueError, match="already merged"):
         layer.merge()
+    with pytest.raises(ValueError, match="a merged LoRA layer cannot train"):
+        layer.train()(x)
+    with torch.no_grad():
+        layer.train()(x)  # no gradients asked for: a merged layer may run in training mode
 
 
 def test_merge_in_float64_is_exact_to_1e_12():

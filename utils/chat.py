@@ -162,7 +162,8 @@ def pad_chats(examples, pad_id: int, device=None) -> tuple[torch.Tensor, torch.T
 
     Padded on the right with ``pad_id``, then shifted: ``inputs = ids[:, :-1]``,
     ``targets = ids[:, 1:]``, ``mask = loss_mask[:, 1:]``, with padding never in
-    the mask (so any ``pad_id`` gives the same loss).
+    the mask (so any ``pad_id`` gives the same loss: the tokenizer's ``<PAD>``, or,
+    for a BPE built without specials, the ``<|end|>`` id).
     """
     examples = list(examples)
     if not examples:

@@ -93,13 +93,18 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)  # (..., out)
         if self.merged:
+            if self.training and torch.is_grad_enabled():
+                raise ValueError("a merged LoRA layer cannot train (A and B would get no gradient); unmerge() it first")
             return y  # the update is already inside base.weight
         # x A^T B^T: (..., in) -> (..., r) -> (..., out); never the (out, in) product
         return y + (self.dropout(x) @ self.lora_A.T) @ self.lora_B.T * self.scaling
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold the update into the base weight: W <- W + (alpha / r) B A."""
+        """Fold the update into the base weight: W <- W + (alpha / r) B A, for inference.
+
+        The base weight changes in place; :func:`add_lora` refuses a weight tied to
+        another, which would change with it."""
         if self.merged:
             raise ValueError("this LoRALinear is already merged; unmerge() it first")
         self.base.weight += self.delta_weight()
