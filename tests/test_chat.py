@@ -7,6 +7,7 @@ import torch
 
 from utils.chat import (
     CHAT_TOKENS,
+    answer_text,
     assistant_only_loss,
     chat_token_ids,
     chat_vocab_size,
@@ -141,6 +142,30 @@ def test_assistant_only_loss_equals_a_brute_force_float64_sum(smoothing):
     everything = sequence_loss(logits, targets, label_smoothing=smoothing)
     assert abs(everything.item() - brute_force_loss(logits, targets, torch.ones_like(mask), smoothing)) <= 1e-12
     assert abs(loss.item() - everything.item()) > 0.05  # the mask changes the loss
+
+
+def test_no_gradient_reaches_an_unmasked_position():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 6, 9, dtype=torch.float64, generator=generator).requires_grad_()
+    targets = torch.randint(0, 9, (2, 6), generator=generator)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    assistant_only_loss(logits, targets, mask).backward()
+    assert torch.count_nonzero(logits.grad[~mask]) == 0
+    # where it counts: (softmax - one_hot) / number of masked targets, by hand
+    expected = (torch.softmax(logits.detach(), -1) - torch.nn.functional.one_hot(targets, 9)) / mask.sum()
+    assert (logits.grad[mask] - expected[mask]).abs().max() <= 1e-15
+
+
+def test_answer_text_stops_at_the_first_chat_token(tokenizer):
+    V = tokenizer.vocab_size
+    user, assistant, end = V, V + 1, V + 2
+    answer = tokenizer.encode("A dog runs in the snow.")
+    assert answer_text([*answer, end, *tokenizer.encode("more")], tokenizer) == "A dog runs in the snow."
+    assert answer_text([*answer, user, *answer], tokenizer) == "A dog runs in the snow."
+    assert answer_text(answer, tokenizer) == "A dog runs in the snow."  # ran out of tokens: all of it
+    assert answer_text([end], tokenizer) == ""
+    with pytest.raises(ValueError, match="token id -1 at position 0"):
+        answer_text([-1, assistant], tokenizer)
 
 
 def test_the_loss_on_a_chat_differs_with_and_without_the_mask(tokenizer):

@@ -30,7 +30,8 @@ the right and shifts it into next-token inputs and targets; padding is never in
 the mask, and a causal model's real positions never see the padding after them.
 :func:`assistant_only_loss` averages the cross-entropy over the masked targets of
 the whole batch (every answer token counts once), with the book's one loss,
-:func:`utils.loop.sequence_loss`.
+:func:`utils.loop.sequence_loss`. :func:`answer_text` reads an answer back from
+generated ids.
 """
 
 from __future__ import annotations
@@ -136,15 +137,21 @@ def encode_prompt(turns, tokenizer) -> list[int]:
     return ids + [special[ROLE_TOKENS["assistant"]]]
 
 
+def _chat_id(i, position: int, V: int) -> int:
+    """``i`` as an id of the tokenizer (< V) or a chat token, or a ValueError naming its position."""
+    i = check_int("token id", i)
+    if not 0 <= i < V + len(CHAT_TOKENS):
+        raise ValueError(f"token id {i} at position {position} is not in [0, {V + len(CHAT_TOKENS)}), "
+                         f"the tokenizer's {V} ids and the {len(CHAT_TOKENS)} chat tokens")
+    return i
+
+
 def decode_chat(ids, tokenizer) -> str:
     """Ids (the tokenizer's and the chat tokens) → text; chat tokens print as ``<|end|>`` etc."""
     V, names = tokenizer.vocab_size, dict(enumerate(CHAT_TOKENS))
     pieces, run = [], []
     for position, i in enumerate(ids):
-        i = check_int("token id", i)
-        if not 0 <= i < V + len(CHAT_TOKENS):
-            raise ValueError(f"token id {i} at position {position} is not in [0, {V + len(CHAT_TOKENS)}), "
-                             f"the tokenizer's {V} ids and the {len(CHAT_TOKENS)} chat tokens")
+        i = _chat_id(i, position, V)
         if i < V:
             run.append(i)
             continue
@@ -155,6 +162,19 @@ def decode_chat(ids, tokenizer) -> str:
     if run:
         pieces.append(tokenizer.decode(run))
     return "".join(pieces)
+
+
+def answer_text(ids, tokenizer) -> str:
+    """The text of generated ids (what follows ``encode_prompt``'s ids): up to the first
+    chat token, ``<|end|>`` (or a role token: a model that starts a new turn has
+    finished its answer); all of it when there is none."""
+    V, answer = tokenizer.vocab_size, []
+    for position, i in enumerate(ids):
+        i = _chat_id(i, position, V)
+        if i >= V:
+            break
+        answer.append(i)
+    return tokenizer.decode(answer)
 
 
 def pad_chats(examples, pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
