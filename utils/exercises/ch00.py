@@ -37,10 +37,29 @@ def check_softmax(softmax) -> None:
            "softmax(tensor([[1000., 0.]])) gives NaN: subtract the row's maximum before exponentiating")
 
 
-@checker("Exercise 0.3 — the loss of a model that knows nothing")
-def check_uniform_loss(loss_of_uniform_model) -> None:
-    """``loss_of_uniform_model(V)``: the cross-entropy of predicting every token with probability 1/V."""
-    for V in (2, 65, 50257):
-        value = expect_number(loss_of_uniform_model(V), f"loss_of_uniform_model({V})")
-        expect(math.isclose(value, math.log(V), rel_tol=1e-4),
-               f"for V={V} you returned {value:.4f}; the loss is -log(1/V) = {math.log(V):.4f}")
+@checker("Exercise 0.3 — perplexity: how many choices is the model torn between?")
+def check_perplexity(perplexity) -> None:
+    """``perplexity(p_true)``: exp of the mean of -log p over the probabilities the model gave the true tokens."""
+    for k in (2, 65, 50257, 1):  # uniform over k tokens: perplexity k
+        value = expect_number(perplexity(torch.full((10,), 1.0 / k)), "perplexity")
+        expect(not math.isclose(value, math.log(k), rel_tol=1e-4) or k == 1,
+               f"for a model uniform over {k} tokens you returned {value:.4g} = log {k}, the loss; perplexity is "
+               "e^loss")
+        expect(not math.isclose(value, math.log2(k), rel_tol=1e-4) or k == 1,
+               f"for a model uniform over {k} tokens you returned {value:.4g}, the loss in bits; perplexity is "
+               "e^loss (in nats), or 2^loss in bits: the same number")
+        expect(math.isclose(value, k, rel_tol=1e-4),
+               f"a model uniform over {k} tokens gives each true token 1/{k}; its perplexity should be {k}, "
+               f"yours is {value:.6g}")
+    p_true = torch.tensor([0.5, 0.25, 0.125, 1.0, 0.01], dtype=torch.float64)
+    expected = math.exp(-p_true.log().mean().item())
+    value = expect_number(perplexity(p_true.clone()), "perplexity")
+    arithmetic = (1 / p_true).mean().item()
+    expect(not math.isclose(value, arithmetic, rel_tol=1e-4),
+           f"you returned the mean of 1/p ({arithmetic:.4g}); perplexity is exp(mean(-log p)), the geometric "
+           "mean of 1/p, so one very unlikely token does not swamp the rest")
+    expect(not math.isclose(value, math.exp(-p_true.log().sum().item()), rel_tol=1e-4),
+           "you exponentiated the sum of -log p; perplexity uses the mean (the loss), so it does not grow "
+           "with the number of tokens")
+    expect(math.isclose(value, expected, rel_tol=1e-4),
+           f"for true-token probabilities {p_true.tolist()} you returned {value:.6g}, expected {expected:.6g}")
