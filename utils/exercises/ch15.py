@@ -47,7 +47,7 @@ def _reference_grouped(attention: GroupedQueryAttention, n_kv_heads: int) -> Gro
     return merged
 
 
-@checker("Exercise 15.2 — grouped-query attention from a multi-head checkpoint")
+@checker("Exercise 15.2 — GQA from a multi-head checkpoint")
 def check_group_kv_heads(group_kv_heads) -> None:
     """``group_kv_heads(attention, n_kv_heads)``: a new GroupedQueryAttention whose key/value heads are the
     means of each group's heads (Ainslie et al., 2023), the query and output projections copied."""
