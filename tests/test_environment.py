@@ -85,5 +85,6 @@ def test_the_setup_installs_under_the_right_names_and_versions(monkeypatch):
     monkeypatch.setattr(environment, "installed_version", lambda pip_name: {"sacrebleu": "1.5.0"}.get(pip_name))
     monkeypatch.setattr(environment.importlib.util, "find_spec", lambda module: object())
     # present but older than requirements.txt allows (and not imported yet): upgraded
+    monkeypatch.delitem(environment.sys.modules, "sacrebleu", raising=False)  # another test may have imported it
     assert environment.install_missing({"sacrebleu": "sacrebleu"}) == ["sacrebleu>=2.3,<3"]
     assert calls[-1][-1] == "sacrebleu>=2.3,<3"

@@ -37,7 +37,7 @@ def check_softmax(softmax) -> None:
            "softmax(tensor([[1000., 0.]])) gives NaN: subtract the row's maximum before exponentiating")
 
 
-@checker("Exercise 0.3 — perplexity: how many choices is the model torn between?")
+@checker("Exercise 0.3 — perplexity, the number of choices")
 def check_perplexity(perplexity) -> None:
     """``perplexity(p_true)``: exp of the mean of -log p over the probabilities the model gave the true tokens."""
     for k in (2, 65, 50257, 1):  # uniform over k tokens: perplexity k
