@@ -503,3 +503,15 @@ def test_decode_takes_numpy_integers_and_0_d_tensors_in_a_list():
     assert tok.decode([np.int64(0), torch.tensor(1), 1]) == "abb"  # was "token ids are integers; got 0 (int64)"
     with pytest.raises(TypeError, match=r"got tensor\(1.5000\)"):
         tok.decode([torch.tensor(1.5)])
+
+
+@pytest.mark.parametrize("build", [lambda: WordTokenizer.from_text("ab \ud800"), lambda: WordTokenizer(["ok", "\ud800"])])
+def test_a_word_tokenizer_with_a_lone_surrogate_is_refused_when_built(build):
+    with pytest.raises(ValueError, match=r"'\\ud800' at position 0, a lone surrogate"):
+        build()  # before: built, encoded, and only save() refused it
+
+
+@pytest.mark.parametrize("words", [["ok", ""], ["ok", 3]])
+def test_a_word_tokenizer_holds_non_empty_strings(words):
+    with pytest.raises(ValueError, match="holds non-empty strings"):
+        WordTokenizer(words)

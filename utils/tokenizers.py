@@ -359,6 +359,10 @@ class WordTokenizer(Tokenizer):
     def __init__(self, words: Iterable[str], specials: bool = True, lowercase: bool = False):
         super().__init__(specials)
         words = list(words)
+        for w in words:
+            if not isinstance(w, str) or not w:
+                raise ValueError(f"a WordTokenizer's vocabulary holds non-empty strings, got {w!r}")
+            _utf8(w, "the vocabulary of this WordTokenizer")  # a lone surrogate could never be saved
         if len(set(words)) != len(words):
             raise ValueError("the words of a WordTokenizer must be distinct")
         self.lowercase = bool(lowercase)
