@@ -288,3 +288,18 @@ def test_wrapping_twice_and_acting_without_lora_are_errors():
     for function in (merge_lora, unmerge_lora, unload_lora, lora_state_dict):
         with pytest.raises(ValueError, match="has no LoRA layers; call add_lora first"):
             function(small_gpt())
+
+
+def test_cached_generation_on_a_model_with_lora_runs_through_its_modules():
+    from utils.generate import generate
+    from utils.models import PackedGPT
+
+    model = add_lora(small_gpt(), GPT_LINEARS, r=2, alpha=4).eval()
+    for _, layer in lora_layers(model):
+        nn.init.normal_(layer.lora_B, std=0.5)  # adapters that change the outputs
+    with pytest.raises(TypeError, match=r"'stack.blocks.0.self_attention.q_proj' is a LoRALinear"):
+        PackedGPT(model)  # the packed step reads plain weights and would silently drop the adapters
+    idx = torch.tensor([[1, 2, 3]])
+    cached = generate(model, idx, 10, temperature=0.0, use_cache=True)  # packed=True is the default
+    assert torch.equal(cached, generate(model, idx, 10, temperature=0.0))
+    assert not torch.equal(cached, generate(unload_lora(copy.deepcopy(model), merge=False), idx, 10, temperature=0.0))

@@ -231,7 +231,7 @@ def generate(
         if use_cache:
             from utils.models import GPT, PackedGPT  # here: utils.models imports utils.train, which is heavier
 
-            if packed and type(model) is GPT:
+            if packed and type(model) is GPT and PackedGPT.unpackable_layer(model) is None:
                 step = PackedGPT(model)  # the same logits with fewer, larger operations per token
         finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         cache, cached = None, 0  # the KV cache, and how many positions it holds

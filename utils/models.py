@@ -357,9 +357,26 @@ class PackedGPT:
     further. :func:`utils.generate.generate` uses it for ``use_cache=True``.
     """
 
+    @staticmethod
+    def unpackable_layer(model: GPT) -> str | None:
+        """The name of the first linear layer that is not a plain ``nn.Linear`` (e.g. one with a
+        LoRA adapter, chapter 17), whose weight alone is not what it computes; None if all are."""
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear) and type(module) is not nn.Linear:
+                return name
+            if name and not isinstance(module, nn.Linear) and hasattr(module, "base") and \
+                    isinstance(module.base, nn.Linear):
+                return name
+        return None
+
     def __init__(self, model: GPT):
         if type(model) is not GPT:
             raise TypeError(f"PackedGPT packs a utils.models.GPT, got {type(model).__name__}")
+        layer = PackedGPT.unpackable_layer(model)
+        if layer is not None:
+            raise TypeError(f"PackedGPT reads plain nn.Linear weights, but {layer!r} is a "
+                            f"{type(model.get_submodule(layer)).__name__}: merge it into its weight first "
+                            "(utils.lora.unload_lora), or generate with packed=False")
         if model.training:
             raise ValueError("PackedGPT runs a model in eval mode (no dropout); call model.eval() first")
         self.model, self.config = model, model.config
