@@ -177,11 +177,16 @@ def chapter_title(notebook: Path) -> str:
     return re.sub(r"[`*]", "", line.removeprefix("# ")).strip()  # the tab shows no markdown
 
 
+def plain_quotes(text: str) -> str:
+    """Sphinx's smart quotes turn ' and " into curly ones in a page's title: compare without them."""
+    return text.translate(str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}))
+
+
 def page_problems(site: Path, page: str, seen: dict, title: str, notebook: str | None) -> list[str]:
     """What a reader would see wrong on one page (seen: its report from open_at_phone_width)."""
     problems = []
     shown = seen["title"].strip()
-    if not shown.startswith(title):
+    if not plain_quotes(shown).startswith(plain_quotes(title)):
         problems.append(f"{page}: title is {shown!r}, expected it to start with {title!r}")
     if shown.count(BOOK_TITLE) > 1:
         problems.append(f"{page}: the tab title says the book's title twice: {shown!r}")

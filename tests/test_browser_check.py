@@ -36,6 +36,15 @@ def test_a_doubled_title_and_an_unlabelled_solution_toggle_are_flagged(tmp_path)
     assert any("Show solution" in p for p in problems)
 
 
+def test_a_title_matches_through_smart_quotes_and_a_wrong_title_is_flagged(tmp_path):
+    title = "16 · Real weights: GPT-2's tokenizer in the book's own code"
+    curly = {**GOOD, "title": "16 · Real weights: GPT-2\u2019s tokenizer in the book\u2019s own code — LLM from scratch"}
+    page, notebook = "chapters/16_real_weights.html", "chapters/16_real_weights.ipynb"
+    assert not any("title is" in p for p in browser_check.page_problems(tmp_path, page, curly, title, notebook))
+    wrong = {**curly, "title": "16 · Real weights — LLM from scratch"}
+    assert any("title is" in p for p in browser_check.page_problems(tmp_path, page, wrong, title, notebook))
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (.ci/run installs it)")
 def test_the_width_check_fails_a_page_made_too_wide_in_chromium():
     assert browser_check.self_test() == []
