@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils import presets
 from utils.attention import KVCache, causal_mask
 from utils.checks import check_int, check_number, check_token_ids
 from utils.layers import FeedForward, LayerNorm
@@ -307,15 +308,8 @@ class LlamaConfig:
     feed_forward: str = "swiglu"  # "swiglu" | "relu"
     bias: bool = False  # biases in every Linear but the head
 
-    PRESETS = {
-        # Chapter 11's cpu preset (2 blocks, C = 64, 4 heads, LayerNorm, ReLU network of 4C, biases) with RoPE:
-        # the winner of chapter 15's race at 1,000 steps on 2 CPU cores (3 seeds). All four changes together won
-        # two seeds of three and lost the third badly at chapter 11's learning rate; SwiGLU alone lost all three.
-        "cpu": dict(block_size=64, C=64, n_heads=4, n_kv_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm="layer",
-                    feed_forward="relu", bias=True),
-        # Chapter 11's gpu preset's sizes, 6 query heads sharing 2 key/value heads.
-        "gpu": dict(block_size=256, C=384, n_heads=6, n_kv_heads=2, n_layers=6, dropout=0.1),
-    }
+    # The preset sizes, from the book's one table of presets (utils/presets.py, LLAMA).
+    PRESETS = {name: preset["model"] for name, preset in presets.LLAMA.items()}
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "C", "n_heads", "n_layers"):

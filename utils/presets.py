@@ -8,6 +8,7 @@ Two presets per model, one word apart: ``cpu`` (minutes on a laptop's two cores)
 
 * :data:`GPT` — chapter 11's character-level GPT on Tiny Shakespeare: ``model``
   (GPTConfig fields, all but ``vocab_size``) and ``train`` (TrainConfig fields);
+* :data:`LLAMA` — chapter 15's Llama-style model on the same data and runs as :data:`GPT`;
 * :data:`TRANSLATOR` — chapter 12's German → English Transformer: ``data`` (the BPE's
   size, batches of at most ``max_tokens`` padded positions), ``model`` (TransformerConfig
   fields), ``train`` (TrainConfig fields) and ``decode`` (beam search).
@@ -34,6 +35,24 @@ GPT: dict[str, dict[str, dict]] = {
         "model": dict(block_size=256, C=384, n_heads=6, n_layers=6, dropout=0.1),
         "train": dict(steps=1500, batch_size=64, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
                       betas=(0.9, 0.99), grad_clip=1.0, eval_every=500),
+    },
+}
+
+
+LLAMA: dict[str, dict[str, dict]] = {
+    # Chapter 15's Llama-style model (``gpt --arch llama``), trained by the GPT's runs above.
+    # cpu: chapter 11's cpu preset (2 blocks, C = 64, 4 heads, LayerNorm, ReLU network of 4C, biases) with RoPE,
+    # the winner of chapter 15's race at 1,000 steps on 2 CPU cores (3 seeds). All four changes together won two
+    # seeds of three and lost the third badly at chapter 11's learning rate; SwiGLU alone lost all three.
+    "cpu": {
+        "model": dict(block_size=64, C=64, n_heads=4, n_kv_heads=4, n_layers=2, d_ff=256, dropout=0.0, norm="layer",
+                      feed_forward="relu", bias=True),
+        "train": dict(GPT["cpu"]["train"]),
+    },
+    # gpu: the GPT gpu preset's sizes, with 6 query heads sharing 2 key/value heads.
+    "gpu": {
+        "model": dict(block_size=256, C=384, n_heads=6, n_kv_heads=2, n_layers=6, dropout=0.1),
+        "train": dict(GPT["gpu"]["train"]),
     },
 }
 

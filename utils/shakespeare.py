@@ -41,8 +41,7 @@ SETTINGS = {
 # ``--arch llama`` (chapter 15): utils.modern's Llama-style model (RMSNorm, RoPE, SwiGLU, grouped-query attention)
 # at the sizes of LlamaConfig.preset(NAME), trained by the same runs as the GPT's presets.
 MODELS = {"gpt": (GPT, GPTConfig), "llama": (Llama, LlamaConfig)}
-ARCH_PRESETS = {"llama": {name: {"model": dict(LlamaConfig.PRESETS[name]), "train": dict(preset["train"])}
-                          for name, preset in PRESETS.items()}}
+ARCH_PRESETS = {"llama": presets.LLAMA}  # the Llama-style model's cpu and gpu presets (chapter 15)
 ARCH_SETTINGS = {"llama": {"model": tuple(f.name for f in dataclasses.fields(LlamaConfig) if f.name != "vocab_size"),
                            "train": SETTINGS["train"]}}
 
