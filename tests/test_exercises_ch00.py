@@ -1,6 +1,6 @@
-"""Chapter 00's perplexity checker: it passes right answers and names plausible mistakes.
+"""Chapter 00's logits-memory and perplexity checkers: they pass right answers and name plausible mistakes.
 
-(The other chapter 00 checkers are tested in tests/test_exercises.py.)"""
+(The softmax checker is tested in tests/test_exercises.py.)"""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from utils.exercises import ExerciseFailed
-from utils.exercises.ch00 import check_perplexity
+from utils.exercises.ch00 import check_logits_bytes, check_perplexity
 
 
 def test_perplexity_checker(capsys):
@@ -26,3 +26,25 @@ def test_perplexity_checker(capsys):
     with pytest.raises(ExerciseFailed, match="expected one number"):
         check_perplexity(lambda p: 1 / p)
     assert math.isclose(float(torch.exp(-torch.log(torch.full((3,), 0.5)).mean())), 2.0)
+
+
+def size_of(dtype):
+    return torch.finfo(dtype).bits // 8
+
+
+@pytest.mark.parametrize(("wrong", "named"), [
+    (lambda B, T, V, dtype: B * T * V, "the number of numbers"),
+    (lambda B, T, V, dtype: B * T * V * size_of(dtype) * 8, "bits; a byte is 8 bits"),
+    (lambda B, T, V, dtype: B * T * V * 4, "float32's size"),
+    (lambda B, T, V, dtype: T * V * size_of(dtype), "one of B, T or V is missing"),
+    (lambda B, T, V, dtype: B * T * V * size_of(dtype) + 1, "expected"),
+    (lambda B, T, V, dtype: None, "expected one number"),
+])
+def test_logits_bytes_checker_names_the_mistake(wrong, named):
+    with pytest.raises(ExerciseFailed, match=named):
+        check_logits_bytes(wrong)
+
+
+def test_logits_bytes_checker_passes_a_right_answer(capsys):
+    check_logits_bytes(lambda B, T, V, dtype: B * T * V * torch.empty((), dtype=dtype).element_size())
+    assert "✓" in capsys.readouterr().out

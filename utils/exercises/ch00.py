@@ -9,17 +9,26 @@ import torch
 from utils.exercises import checker, expect, expect_close, expect_number, expect_shape
 
 
-@checker("Exercise 0.1 — shapes through the pipeline")
-def check_pipeline_shapes(pipeline_shapes) -> None:
-    """``pipeline_shapes(B, T, C, V)`` returns {stage name: shape} for the four stages."""
-    for B, T, C, V in ((4, 16, 32, 100), (1, 7, 8, 65)):
-        expected = {"token ids": (B, T), "embeddings": (B, T, C), "logits": (B, T, V), "probabilities": (B, T, V)}
-        shapes = pipeline_shapes(B, T, C, V)
-        expect(isinstance(shapes, dict), f"return a dict of stage name -> shape, got {type(shapes).__name__}")
-        for stage, shape in expected.items():
-            expect(stage in shapes, f"the dict has no entry for {stage!r}; it has {sorted(shapes)}")
-            expect(tuple(shapes[stage]) == shape,
-                   f"{stage}: with B={B}, T={T}, C={C}, V={V} you gave {tuple(shapes[stage])}, expected {shape}")
+@checker("Exercise 0.1 — how much memory the logits take")
+def check_logits_bytes(logits_bytes) -> None:
+    """``logits_bytes(B, T, V, dtype)``: the bytes of a logits tensor (B, T, V) of ``dtype``."""
+    cases = [(3, 16, 65, torch.float32), (2, 7, 100, torch.float16), (3, 5, 11, torch.float64),
+             (8, 1024, 50257, torch.float32), (1, 3, 9, torch.bfloat16), (2, 3, 9, torch.bfloat16)]
+    for B, T, V, dtype in cases:
+        expected = torch.empty(B, T, V, dtype=dtype, device="meta").nbytes  # PyTorch's own count, nothing allocated
+        value = expect_number(logits_bytes(B, T, V, dtype), "logits_bytes")
+        size = torch.empty((), dtype=dtype).element_size()
+        where = f"logits_bytes({B}, {T}, {V}, {dtype})"
+        if value == expected:
+            continue
+        expect(value != B * T * V,
+               f"{where} returned {value:,}, the number of numbers; each takes {size} bytes in {dtype}")
+        expect(value != B * T * V * size * 8, f"{where} returned {value:,} bits; a byte is 8 bits")
+        expect(value != B * T * V * 4,
+               f"{where} returned {value:,}: 4 bytes a number is float32's size, but {dtype} takes {size}")
+        expect(value not in (T * V * size, B * V * size, B * T * size),
+               f"{where} returned {value:,}: one of B, T or V is missing from the product")
+        expect(value == expected, f"{where} returned {value:,}, expected {expected:,}")
 
 
 @checker("Exercise 0.2 — probabilities from logits")
