@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch04 import (
+    check_interleaved_heads,
     check_multi_query_attention,
     check_next_token_head,
     check_relative_attention,
-    check_split_heads,
 )
 
 
@@ -38,28 +38,41 @@ def test_next_token_head_checker(capsys):
         check_next_token_head(lambda: (torch.zeros(4, 4), torch.eye(4)))
 
 
-def test_split_heads_checker_rejects_a_plain_view():
-    def plain_view(x, n_heads):
-        B, T, C = x.shape
-        return x.view(B, n_heads, T, C // n_heads)
+def interleaved(x, n_heads):
+    B, T, C = x.shape
+    return x.view(B, T, C // n_heads, n_heads).permute(0, 3, 1, 2)  # (B, n_heads, T, head_size)
 
-    def merge(x):
-        B, n_heads, T, head_size = x.shape
-        return x.transpose(1, 2).reshape(B, T, n_heads * head_size)
 
-    with pytest.raises(ExerciseFailed, match="mixes tokens"):
-        check_split_heads(plain_view, merge)
+def rows(w, n_heads, columns=False, inverse=False):
+    head_size = w.shape[0] // n_heads
+    perm = torch.tensor([h + i * n_heads for h in range(n_heads) for i in range(head_size)])
+    perm = torch.argsort(perm) if inverse else perm
+    return w[:, perm] if columns else w[perm]
 
-    def split(x, n_heads):
-        B, T, C = x.shape
-        return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)
 
-    def merge_without_transpose(x):
-        B, n_heads, T, head_size = x.shape
-        return x.reshape(B, T, n_heads * head_size)
+def contiguous(x, n_heads):
+    B, T, C = x.shape
+    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)
 
-    with pytest.raises(ExerciseFailed, match="give x back"):
-        check_split_heads(split, merge_without_transpose)
+
+def test_interleaved_heads_checker_passes_a_right_answer(capsys):
+    check_interleaved_heads(interleaved, rows)
+    check_interleaved_heads(lambda x, n: torch.stack([x[..., h::n] for h in range(n)], dim=1), rows)
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+@pytest.mark.parametrize(("split", "reorder", "named"), [
+    (contiguous, rows, "that is the book's contiguous split"),
+    (lambda x, n: interleaved(x, n).transpose(2, 3), rows, "interleaved_heads of a"),
+    (interleaved, lambda w, n: w, "came back unchanged"),
+    (interleaved, lambda w, n: rows(w, n, columns=True), "reordered the columns"),
+    (interleaved, lambda w, n: rows(w, n, inverse=True), "the inverse reordering"),
+    (interleaved, lambda w, n: w * 2, "only reorder"),
+    (interleaved, lambda w, n: w.flip(0), "should be row h"),
+])
+def test_interleaved_heads_checker_names_the_mistake(split, reorder, named):
+    with pytest.raises(ExerciseFailed, match=named):
+        check_interleaved_heads(split, reorder)
 
 
 def relative_attention(q, k, v, table, reverse=False, before_scale=False, after_softmax=False):

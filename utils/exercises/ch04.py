@@ -42,27 +42,48 @@ def check_next_token_head(next_token_head) -> None:
            f"{[round(w, 3) for w in targets]}")
 
 
-@checker("Exercise 4.2 — splitting and merging heads")
-def check_split_heads(split_heads, merge_heads) -> None:
-    """``split_heads(x, n_heads)``: (B, T, C) -> (B, n_heads, T, head_size); ``merge_heads`` inverts it."""
+@checker("Exercise 4.2 — heads laid out another way")
+def check_interleaved_heads(interleaved_heads, contiguous_rows) -> None:
+    """``interleaved_heads(x, n_heads)``: (B, T, C) -> (B, n_heads, T, head_size), head h holding channels
+    h, h + n_heads, h + 2 n_heads, ...; ``contiguous_rows(w, n_heads)`` reorders a projection's output rows so
+    that the book's contiguous split of ``x @ w'.T`` equals the interleaved split of ``x @ w.T``."""
     B, T, C, n_heads = 2, 3, 8, 4
     head_size = C // n_heads
     # Channel c of token t in sequence b holds the number 100 b + 10 t + c: every entry is recognisable.
     x = (100 * torch.arange(B)[:, None, None] + 10 * torch.arange(T)[None, :, None]
-         + torch.arange(C)[None, None, :]).float()
-    heads = split_heads(x, n_heads)
-    expect_shape(heads, (B, n_heads, T, head_size), f"split_heads of a {(B, T, C)} tensor with n_heads={n_heads}")
+         + torch.arange(C)[None, None, :]).double()
+    heads = interleaved_heads(x, n_heads)
+    expect_shape(heads, (B, n_heads, T, head_size), f"interleaved_heads of a {(B, T, C)} tensor, n_heads={n_heads}")
+    contiguous = x.view(B, T, n_heads, head_size).transpose(1, 2)
+    expect(not torch.equal(heads, contiguous),
+           "that is the book's contiguous split (head h holds channels h·head_size onwards); here head h holds "
+           "every n_heads-th channel starting at h")
     for b, h, t in ((0, 1, 2), (1, 3, 0), (1, 0, 1)):
-        expected = x[b, t, h * head_size : (h + 1) * head_size]
+        expected = x[b, t, h::n_heads]
         expect(torch.equal(heads[b, h, t], expected),
-               f"head {h}, token {t} of sequence {b} should hold channels {h * head_size}..{(h + 1) * head_size - 1}"
-               f" of that token, {expected.tolist()}, but holds {heads[b, h, t].tolist()}"
-               " (a plain view(B, n_heads, T, head_size) mixes tokens: split C first, then transpose)")
-    merged = merge_heads(heads)
-    expect_shape(merged, (B, T, C), "merge_heads(split_heads(x))")
-    expect(torch.equal(merged, x), "merge_heads(split_heads(x)) should give x back exactly")
-    other = torch.randn(3, 5, 12)
-    expect(torch.equal(merge_heads(split_heads(other, 3)), other), "the round trip fails for B=3, T=5, C=12, n_heads=3")
+               f"head {h}, token {t} of sequence {b} should hold channels {list(range(h, C, n_heads))}, "
+               f"{expected.tolist()}, but holds {heads[b, h, t].tolist()}")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 12, generator=generator, dtype=torch.float64)
+    w = torch.randn(12, 12, generator=generator, dtype=torch.float64)
+    n_heads, head_size = 3, 4
+    w2 = contiguous_rows(w, n_heads)
+    expect_shape(w2, (12, 12), "contiguous_rows(w, 3) of a (12, 12) weight")
+    expect(torch.equal(torch.sort(w2.flatten())[0], torch.sort(w.flatten())[0]),
+           "contiguous_rows should only reorder the weight's entries, not change them")
+    want = torch.stack([(x @ w.T)[..., h::n_heads] for h in range(n_heads)], dim=1)  # (B, n_heads, T, head_size)
+    got = (x @ w2.T).view(2, 5, n_heads, head_size).transpose(1, 2)
+    if torch.allclose(got, want):
+        return
+    perm = torch.tensor([h + i * n_heads for h in range(n_heads) for i in range(head_size)])  # new row <- old row
+    inverse = torch.argsort(perm)
+    expect(not torch.equal(w2, w), "the weight came back unchanged: its output rows need reordering")
+    expect(not (torch.equal(w2, w[:, perm]) or torch.equal(w2, w[:, inverse])),
+           "you reordered the columns (the inputs); the heads are made of outputs, the rows of w")
+    expect(not torch.equal(w2, w[inverse]), "that is the inverse reordering: row h·head_size + i of the new "
+                                            "weight should be row h + i·n_heads of w")
+    expect(False, "the contiguous split of x @ w'.T does not give the interleaved heads of x @ w.T: row "
+                  "h·head_size + i of the new weight should be row h + i·n_heads of w")
 
 
 @checker("Exercise 4.3 — attention with a relative-position bias")
