@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch07 import (
     check_feed_forward_as_convolutions,
-    check_pre_norm_stack,
     check_rms_norm,
+    check_scale_residual_outputs,
     check_swiglu,
 )
 
@@ -67,34 +67,27 @@ def test_convolution_mistakes_are_named():
         check_feed_forward_as_convolutions(no_relu)
 
 
-def test_pre_norm_stack_mistakes_are_named():
-    def post_norm(x, sublayers, norms, final_norm):
-        for f, norm in zip(sublayers, norms):
-            x = norm(x + f(x))
-        return final_norm(x)
+def scaled(factor, which="linear2.weight"):
+    def scale_(sublayers, n_residuals):
+        for f in sublayers:
+            dict(f.named_parameters())[which].mul_(factor(n_residuals))
+    return scale_
 
-    def no_final_norm(x, sublayers, norms, final_norm):
-        for f, norm in zip(sublayers, norms):
-            x = x + f(norm(x))
-        return x
 
-    def no_residual(x, sublayers, norms, final_norm):
-        for f, norm in zip(sublayers, norms):
-            x = f(norm(x))
-        return final_norm(x)
+def test_scale_residual_outputs_checker(capsys):
+    check_scale_residual_outputs(scaled(lambda n: n ** -0.5))
+    assert "✓" in capsys.readouterr().out
 
-    def normalised_stream(x, sublayers, norms, final_norm):
-        for f, norm in zip(sublayers, norms):
-            x = norm(x + f(norm(x)))
-        return final_norm(x)
 
-    with pytest.raises(ExerciseFailed, match="that is post-norm"):
-        check_pre_norm_stack(post_norm)
-    with pytest.raises(ExerciseFailed, match="apply final_norm once at the end"):
-        check_pre_norm_stack(no_final_norm)
-    with pytest.raises(ExerciseFailed, match="residual connection is missing"):
-        check_pre_norm_stack(no_residual)
-    with pytest.raises(ExerciseFailed, match="largest difference"):
-        check_pre_norm_stack(normalised_stream)
-    with pytest.raises(ExerciseFailed, match="should be a torch.Tensor, got NoneType"):
-        check_pre_norm_stack(lambda x, sublayers, norms, final_norm: None)
+@pytest.mark.parametrize(("wrong", "named"), [
+    (scaled(lambda n: n ** -0.5, "linear1.weight"), "linear1 changed"),
+    (scaled(lambda n: n ** -0.5, "linear2.bias"), "a bias changed"),
+    (scaled(lambda n: 1.0), "is unchanged"),
+    (scaled(lambda n: 1 / n), "divided by n_residuals"),
+    (scaled(lambda n: n ** 0.5), "multiplied by"),
+    (scaled(lambda n: 0.5), "linear2.weight after scaling"),
+    (lambda sublayers, n: 1.0, "return nothing"),
+])
+def test_scale_residual_outputs_checker_names_the_mistake(wrong, named):
+    with pytest.raises(ExerciseFailed, match=named):
+        check_scale_residual_outputs(wrong)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from utils.exercises import checker, expect, expect_close, expect_shape
-from utils.layers import FeedForward, LayerNorm, Residual
+from utils.layers import FeedForward
 
 
 def _swiglu_reference(x, W_gate, W_up, W_down):
@@ -78,42 +78,31 @@ def check_feed_forward_as_convolutions(feed_forward_as_convolutions) -> None:
     expect_close(out, ff(x).detach(), "feed_forward_as_convolutions(x, ff)")
 
 
-@checker("Exercise 7.4 — a pre-norm stack")
-def check_pre_norm_stack(pre_norm_stack) -> None:
-    """``pre_norm_stack(x, sublayers, norms, final_norm)``: x + f(norm(x)) for each pair, then final_norm."""
-    generator = torch.Generator().manual_seed(7)
-    C, n_layers = 8, 3
+@checker("Exercise 7.4 — a stream that does not grow with depth")
+def check_scale_residual_outputs(scale_residual_outputs_) -> None:
+    """``scale_residual_outputs_(sublayers, n_residuals)``: in place, each sublayer's output weight
+    (``linear2.weight``) times 1/√n_residuals; everything else untouched (GPT-2's initialisation)."""
+    n_residuals = 12
     with torch.random.fork_rng():
         torch.manual_seed(7)
-        sublayers = [FeedForward(C, 16).eval() for _ in range(n_layers)]
-        norms = [LayerNorm(C) for _ in range(n_layers)]
-        final_norm = LayerNorm(C)
-    with torch.no_grad():  # gains and biases away from 1 and 0, so that a skipped norm shows
-        for norm in (*norms, final_norm):
-            norm.weight.copy_(torch.rand(C, generator=generator) + 0.5)
-            norm.bias.copy_(torch.randn(C, generator=generator))
-    x = torch.randn(2, 5, C, generator=generator) * 3 + 1
+        sublayers = [FeedForward(8, 16) for _ in range(3)]
+    before = [{name: p.detach().clone() for name, p in f.named_parameters()} for f in sublayers]
     with torch.no_grad():
-        out = pre_norm_stack(x.clone(), sublayers, norms, final_norm)
-        expect_shape(out, (2, 5, C), f"pre_norm_stack of x {tuple(x.shape)}")
-        stream = x
-        for f, norm in zip(sublayers, norms):
-            residual = Residual(C, norm_first=True)
-            residual.norm.load_state_dict(norm.state_dict())
-            stream = residual(stream, f)
-        expected = final_norm(stream)
-        post = x
-        for f, norm in zip(sublayers, norms):
-            post = norm(post + f(post))
-        is_post_norm = any(torch.allclose(out, y, atol=1e-4) for y in (post, final_norm(post)))
-        expect(not is_post_norm,
-               "that is post-norm, norm(x + f(x)); pre-norm normalises the sublayer's *input*: x + f(norm(x))")
-        expect(not torch.allclose(out, stream, atol=1e-4),
-               "the stack's output has not been through final_norm: a pre-norm residual stream is never "
-               "normalised on the way, so apply final_norm once at the end")
-        no_residual = x
-        for f, norm in zip(sublayers, norms):
-            no_residual = f(norm(no_residual))
-        expect(not torch.allclose(out, final_norm(no_residual), atol=1e-4),
-               "the residual connection is missing: add the sublayer's output to x, x + f(norm(x))")
-        expect_close(out, expected, "pre_norm_stack(x, sublayers, norms, final_norm)", atol=1e-4)
+        returned = scale_residual_outputs_(sublayers, n_residuals)
+    expect(returned is None or returned is sublayers,
+           f"scale the weights in place and return nothing, got a {type(returned).__name__}")
+    for f, old in zip(sublayers, before):
+        now = dict(f.named_parameters())
+        expect(torch.equal(now["linear1.weight"], old["linear1.weight"]),
+               "linear1 changed: only the output projection, linear2, feeds the residual addition")
+        expect(torch.equal(now["linear1.bias"], old["linear1.bias"]) and
+               torch.equal(now["linear2.bias"], old["linear2.bias"]),
+               "a bias changed: GPT-2 scales only the output weight (its biases start at zero anyway)")
+        w, w0 = now["linear2.weight"].detach(), old["linear2.weight"]
+        expect(not torch.equal(w, w0), "linear2.weight is unchanged: multiply it in place, e.g. "
+                                       "f.linear2.weight.mul_(...) under torch.no_grad()")
+        expect(not torch.allclose(w, w0 / n_residuals),
+               f"you divided by n_residuals = {n_residuals}; independent additions add variances, so the rms "
+               "grows as the square root: divide by √n_residuals")
+        expect(not torch.allclose(w, w0 * n_residuals ** 0.5), "you multiplied by √n_residuals: divide by it")
+        expect_close(w, w0 / n_residuals ** 0.5, "linear2.weight after scaling")
