@@ -130,9 +130,10 @@ def llama_from_transformers(hf_model) -> Llama:
     return model.eval()
 
 
-def load_llama(folder: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
-    """Our :class:`Llama` from a checkpoint folder in the Hugging Face layout (``config.json`` and
-    ``model.safetensors``, or shards listed in ``model.safetensors.index.json``), in ``dtype``, eval mode."""
+def read_checkpoint_folder(folder: str | Path) -> tuple[dict, Path, dict[str, torch.Tensor], str]:
+    """A Hugging Face checkpoint folder → (config.json as a dict, its path, the tensors by name, where they
+    came from); ``model.safetensors``, or the shards listed in ``model.safetensors.index.json``.
+    Every problem is a :class:`PretrainedError` naming the file."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -143,21 +144,19 @@ def load_llama(folder: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
     if not config_path.is_file():
         raise PretrainedError(f"{config_path}: missing (a checkpoint folder holds config.json and model.safetensors)")
     try:
-        config_dict = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PretrainedError(f"{config_path}: not valid JSON ({error})") from None
-    if not isinstance(config_dict, dict):
-        raise PretrainedError(f"{config_path}: expected a JSON object, got {type(config_dict).__name__}")
-    config = llama_config_from_dict(config_dict, str(config_path))
-
+    if not isinstance(config, dict):
+        raise PretrainedError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
     index_path = folder / "model.safetensors.index.json"
     files = [folder / "model.safetensors"]
     if not files[0].is_file() and index_path.is_file():
         try:
             files = [folder / name for name in sorted(set(json.loads(index_path.read_text())["weight_map"].values()))]
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
             raise PretrainedError(f"{index_path}: not a safetensors index ({error})") from None
-    tensors, source = {}, str(files[0]) if len(files) == 1 else str(index_path)
+    tensors: dict[str, torch.Tensor] = {}
     for path in files:
         if not path.is_file():
             raise PretrainedError(f"{path}: missing (the weights of the checkpoint in {folder})")
@@ -165,7 +164,14 @@ def load_llama(folder: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
             tensors.update(load_file(path))
         except (SafetensorError, OSError, ValueError) as error:
             raise PretrainedError(f"{path}: not a readable safetensors file ({error})") from None
-    model = Llama(config)
+    return config, config_path, tensors, str(files[0]) if len(files) == 1 else str(index_path)
+
+
+def load_llama(folder: str | Path, dtype: torch.dtype = torch.float32) -> Llama:
+    """Our :class:`Llama` from a checkpoint folder in the Hugging Face layout (``config.json`` and
+    ``model.safetensors``, or shards listed in ``model.safetensors.index.json``), in ``dtype``, eval mode."""
+    config_dict, config_path, tensors, source = read_checkpoint_folder(folder)
+    model = Llama(llama_config_from_dict(config_dict, str(config_path)))
     model.load_state_dict(_llama_state_dict(model, tensors, source))
     return model.to(dtype).eval()
 
@@ -298,43 +304,6 @@ def gpt2_from_transformers(hf_model) -> GPT:
     model = _new_gpt(config, source).to(next(iter(tensors.values())).dtype)
     model.load_state_dict(gpt2_state_dict(model, tensors, source))
     return model.eval()
-
-
-def read_checkpoint_folder(folder: str | Path) -> tuple[dict, Path, dict[str, torch.Tensor], str]:
-    """A Hugging Face checkpoint folder → (config.json as a dict, its path, the tensors by name, where they
-    came from); ``model.safetensors``, or the shards listed in ``model.safetensors.index.json``.
-    Every problem is a :class:`PretrainedError` naming the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PretrainedError(f"{folder}: not a folder (expected config.json and model.safetensors in it)")
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise PretrainedError(f"{config_path}: missing (a checkpoint folder holds config.json and model.safetensors)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PretrainedError(f"{config_path}: not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise PretrainedError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
-    index_path = folder / "model.safetensors.index.json"
-    files = [folder / "model.safetensors"]
-    if not files[0].is_file() and index_path.is_file():
-        try:
-            files = [folder / name for name in sorted(set(json.loads(index_path.read_text())["weight_map"].values()))]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise PretrainedError(f"{index_path}: not a safetensors index ({error})") from None
-    tensors: dict[str, torch.Tensor] = {}
-    for path in files:
-        if not path.is_file():
-            raise PretrainedError(f"{path}: missing (the weights of the checkpoint in {folder})")
-        try:
-            tensors.update(load_file(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise PretrainedError(f"{path}: not a readable safetensors file ({error})") from None
-    return config, config_path, tensors, str(files[0]) if len(files) == 1 else str(index_path)
 
 
 def load_gpt2(folder: str | Path, dtype: torch.dtype = torch.float32) -> GPT:
