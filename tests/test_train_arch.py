@@ -6,22 +6,11 @@ import json
 import pytest
 import torch
 
+from tests.test_train_cli import run_cli
 from utils import shakespeare
 from utils.models import GPT
 from utils.modern import Llama, LlamaConfig
 from utils.train import main
-
-
-@pytest.fixture
-def small_data(monkeypatch):
-    tokenizer, train_ids, val_ids = shakespeare.load_data()
-    monkeypatch.setattr(shakespeare, "load_data", lambda: (tokenizer, train_ids[:20_000], val_ids[:1_000]))
-
-
-def run_cli(capsys, *args):
-    code = main(["gpt", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_arch_llama_trains_the_llama_and_says_so(tmp_path, capsys, small_data):

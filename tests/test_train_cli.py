@@ -10,19 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from utils import shakespeare
 from utils.train import main
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def small_data(monkeypatch):
-    tokenizer, train_ids, val_ids = shakespeare.load_data()
-    monkeypatch.setattr(shakespeare, "load_data", lambda: (tokenizer, train_ids[:20_000], val_ids[:1_000]))
 
 
 def run_cli(capsys, *args):
