@@ -147,7 +147,7 @@ def check_multi_query_attention(multi_query_attention) -> None:
     mixed = F.scaled_dot_product_attention(wrong_split, k, v, is_causal=True)
     expect(not torch.allclose(out, mixed.transpose(1, 2).reshape(B, T, C) @ W_o),
            "the queries are split into heads with view(B, n_heads, T, head_size), which mixes tokens: "
-           "view(B, T, n_heads, head_size).transpose(1, 2), as in exercise 4.2")
+           "view(B, T, n_heads, head_size).transpose(1, 2), as in the chapter's section 6")
     q = (x @ W_q).view(B, T, n_heads, head_size).transpose(1, 2)
     by_sqrt_C = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1 / math.sqrt(C))
     expect(not torch.allclose(out, by_sqrt_C.transpose(1, 2).reshape(B, T, C) @ W_o),
