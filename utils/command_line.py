@@ -37,9 +37,11 @@ from pathlib import Path
 from utils import distributed
 from utils.checkpoints import CheckpointError
 
-TASKS = {"gpt": "utils.shakespeare", "translate": "utils.translation"}
+TASKS = {"gpt": "utils.shakespeare", "translate": "utils.translation", "instruct": "utils.instruct"}
 HELPS = {"gpt": "chapter 11: a character-level GPT on Tiny Shakespeare",
-         "translate": "chapter 12: a German-to-English Transformer on Multi30k"}
+         "translate": "chapter 12: a German-to-English Transformer on Multi30k",
+         "instruct": "chapter 17: a decoder-only model pretrained on Multi30k's captions, then "
+                     "instruction-tuned to translate German to English (fully or with --lora RANK)"}
 
 
 class UsageError(Exception):
@@ -54,6 +56,11 @@ TASK_OWNED_SETTINGS = {
                   "train.eval_every": "the translate task validates once per epoch",
                   "train.batch_size": "the translate task batches by length: set data.max_tokens (padded "
                                       "positions per batch) instead"},
+    "instruct": {"train.steps": "use --steps",
+                 "train.eval_every": "the instruct task validates once per epoch",
+                 "train.batch_size": "the instruct task batches by length: set data.max_tokens instead",
+                 "pretrain.device": "use --device", "pretrain.compile": "use --compile",
+                 "pretrain.seed": "use --seed"},
 }
 
 
@@ -75,7 +82,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1337, help="seed for weights and batches (default: 1337)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="change one setting of the preset, e.g. --set train.lr=2e-3 --set model.C=128 "
-                             "(sections: model and train; translate also has data and decode)")
+                             "(sections: model and train; translate also has data and decode; instruct has "
+                             "data, model, pretrain, train, lora and decode)")
 
 
 def add_gpt_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,16 +112,36 @@ def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
                              "then not the benchmark's)")
 
 
+def add_instruct_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lora", type=int, default=None, metavar="RANK",
+                        help="tune with LoRA of this rank on the blocks' linear layers, the pretrained weights "
+                             "frozen (default: full fine-tuning)")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam width for the validation and test translations (default: the preset's; "
+                             "1 is greedy)")
+    parser.add_argument("--test-sentences", type=int, default=None,
+                        help="translate only the first N validation and test sentences (quick checks; the BLEU is "
+                             "then not the benchmark's)")
+
+
 # Each task's own options: how to add them, and the names its run() takes them by.
 TASK_OPTIONS = {
     "gpt": (add_gpt_arguments, ("eval_every", "arch")),
     "translate": (add_translate_arguments, ("epochs", "minutes", "beam", "test_sentences")),
+    "instruct": (add_instruct_arguments, ("lora", "beam", "test_sentences")),
 }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a syntax error is one line on stderr (and exit code 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """``python -m utils.train TASK [options]``: the common options, then each task's own."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m utils.train",
         description="Train one of the book's models from the command line. The last line printed is one "
                     "JSON object summarising the run (task, preset, device, steps, seconds, val_loss, ...).",
@@ -181,7 +209,7 @@ def check_options(args: argparse.Namespace) -> None:
     minutes = getattr(args, "minutes", None)
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise UsageError(f"--minutes must be > 0, got {minutes}")
-    for name in ("eval_every", "epochs", "beam", "test_sentences"):
+    for name in ("eval_every", "epochs", "beam", "test_sentences", "lora"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -213,7 +241,9 @@ def task_options(args: argparse.Namespace, module) -> dict:
         raise UsageError(f"unknown preset {args.preset!r}; choose one of {sorted(presets)}")
     check_options(args)
     preset = apply_settings(presets[args.preset], args.set, fields, instead=TASK_OWNED_SETTINGS[args.task])
-    if arch == "gpt":
+    if args.task == "instruct":
+        module.check_settings(preset, args.lora)  # LoRA's rank fits the model's layers too
+    elif arch == "gpt":
         module.check_settings(preset)  # every setting of every section, before any work starts
     else:
         module.check_settings(preset, arch)
@@ -249,7 +279,7 @@ _IMPORTED = time.perf_counter()
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (0 done, 2 bad arguments)."""
-    args = build_parser().parse_args(argv)  # argparse itself exits with 2 and one usage line on bad syntax
+    args = build_parser().parse_args(argv)  # a syntax error exits with 2 and one line (OneLineParser)
     try:
         module = _task_module(TASKS[args.task], required=False)
         if module is None:

@@ -409,12 +409,22 @@ class Llama(nn.Module):
         positions = torch.arange(start, start + T, device=device)
         return rope_angles(positions, self.head_size, self.config.rope_theta, dtype)
 
-    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None,
+                logits_at: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, T) → logits (B, T, V). With a ``cache`` from :meth:`new_cache`, ``idx`` holds only the tokens
-        after the cached ones, and the cache is extended with them."""
+        after the cached ones, and the cache is extended with them.
+
+        ``logits_at`` (bool, (B, T)): the output layer runs only where it is True and the
+        logits come back as (N, V), row by row (chapter 17: an assistant is trained on its
+        answers' positions only, and the (C, V) output layer is most of a small model's work)."""
         c = self.config
         if not isinstance(idx, torch.Tensor) or idx.ndim != 2:
             raise ValueError(f"idx must be token ids of shape (B, T), got {tuple(getattr(idx, 'shape', ())) or idx!r}")
+        if logits_at is not None and (not isinstance(logits_at, torch.Tensor) or logits_at.dtype != torch.bool
+                                      or tuple(logits_at.shape) != tuple(idx.shape)):
+            raise ValueError(f"logits_at must be a bool tensor of idx's shape {tuple(idx.shape)}, got "
+                             f"{getattr(logits_at, 'dtype', type(logits_at).__name__)} "
+                             f"{tuple(getattr(logits_at, 'shape', ()))}")
         if cache is not None and len(cache) != len(self.blocks):
             raise ValueError(f"cache has {len(cache)} entries; expected one per block ({len(self.blocks)})")
         start = 0 if cache is None else len(cache[0])
@@ -430,4 +440,7 @@ class Llama(nn.Module):
         rope = self.rope(start, T, x.device, x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, None if cache is None else cache[i])  # (B, T, C)
-        return self.head(self.norm(x))  # (B, T, V)
+        x = self.norm(x)  # (B, T, C)
+        if logits_at is not None:
+            x = x[logits_at.to(x.device)]  # (N, C): the positions asked for, row by row
+        return self.head(x)  # (B, T, V), or (N, V)

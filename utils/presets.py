@@ -80,3 +80,35 @@ TRANSLATOR: dict[str, dict[str, dict]] = {
         "decode": dict(beam_size=5, alpha=0.6),
     },
 }
+
+
+INSTRUCT: dict[str, dict[str, dict]] = {
+    # Chapter 17's decoder-only translator (``python -m utils.train instruct``): chapter 12's data and BPE,
+    # chapter 15's block. ``data.max_tokens`` counts padded input positions of a tuning batch; ``pretrain``
+    # trains on plain captions (batches of ``batch_size`` windows of ``model.block_size`` tokens) before
+    # ``train`` tunes on the conversations; ``lora`` is used with ``--lora RANK``.
+    "cpu": {
+        "data": dict(vocab_size=4000, max_tokens=2000),
+        "model": dict(block_size=128, C=128, n_heads=4, n_layers=4, d_ff=512, dropout=0.1,
+                      norm="layer", feed_forward="relu", bias=True),
+        "pretrain": dict(steps=300, batch_size=16, lr=2e-3, min_lr=2e-3, warmup_steps=100, schedule="cosine",
+                         weight_decay=0.01, betas=(0.9, 0.98), grad_clip=1.0, eval_every=300),
+        "train": dict(steps=2000, lr=2e-3, min_lr=1e-4, warmup_steps=200, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.0),
+        "lora": dict(alpha=16, targets=("q_proj", "k_proj", "v_proj", "out_proj", "linear1", "linear2"),
+                     dropout=0.0),
+        "decode": dict(beam_size=5, alpha=1.0),
+    },
+    "gpu": {
+        "data": dict(vocab_size=8000, max_tokens=8000),
+        "model": dict(block_size=160, C=512, n_heads=8, n_layers=8, dropout=0.2, norm="rms",
+                      feed_forward="swiglu", bias=False),
+        "pretrain": dict(steps=1000, batch_size=64, lr=1e-3, min_lr=1e-3, warmup_steps=200, schedule="cosine",
+                         weight_decay=0.1, betas=(0.9, 0.95), grad_clip=1.0, eval_every=500),
+        "train": dict(steps=3600, lr=1e-3, min_lr=5e-5, warmup_steps=500, schedule="cosine", weight_decay=0.01,
+                      betas=(0.9, 0.98), grad_clip=1.0, label_smoothing=0.1),
+        "lora": dict(alpha=16, targets=("q_proj", "k_proj", "v_proj", "out_proj", "gate_proj", "up_proj",
+                                        "down_proj"), dropout=0.0),
+        "decode": dict(beam_size=5, alpha=0.6),
+    },
+}
