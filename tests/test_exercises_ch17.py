@@ -16,7 +16,7 @@ from utils.exercises.ch17 import (
     check_last_turn_mask,
     check_lora_trainable_parameters,
 )
-from utils.lora import add_lora, count_parameters
+from utils.lora import add_lora, parameter_counts
 
 # ---------------------------------------------------------------- 17.1
 
@@ -164,10 +164,10 @@ def test_lora_count_checker_agrees_with_add_lora_on_the_counts_it_uses():
     model = _small_llama()  # C = 16, 4 heads of 4, 2 kv heads: k and v are 16 -> 8
     attention = (r := 4) * ((16 + 16) * 2 + (16 + 8) * 2) * 2  # q, out; k, v; 2 layers
     assert counter()(model, r, ATTENTION) == attention
-    assert count_parameters(add_lora(copy.deepcopy(model), ATTENTION, r=r, alpha=8))[0] == attention
+    assert parameter_counts(add_lora(copy.deepcopy(model), ATTENTION, r=r, alpha=8))[0] == attention
     d_ff = model.blocks[0].feed_forward.d_ff
     everything = attention + r * 3 * (16 + d_ff) * 2
-    assert count_parameters(add_lora(copy.deepcopy(model), ALL_LINEAR, r=r, alpha=8))[0] == everything
+    assert parameter_counts(add_lora(copy.deepcopy(model), ALL_LINEAR, r=r, alpha=8))[0] == everything
 
 
 @pytest.mark.parametrize(("mistake", "message"), [
@@ -195,7 +195,7 @@ def test_lora_count_checker_names_unmatched_linears_without_the_head():
 
 def test_lora_count_checker_refuses_building_lora_and_changing_the_model():
     def builds(model, r, target_modules):
-        return count_parameters(add_lora(copy.deepcopy(model), target_modules, r=r, alpha=1))[0]
+        return parameter_counts(add_lora(copy.deepcopy(model), target_modules, r=r, alpha=1))[0]
 
     with pytest.raises(ExerciseFailed, match="your function built LoRA layers"):
         check_lora_trainable_parameters(builds)

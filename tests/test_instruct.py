@@ -20,7 +20,7 @@ from utils.chat import (
     translation_turns,
 )
 from utils.generate import beam_translate
-from utils.lora import add_lora, count_parameters
+from utils.lora import add_lora, parameter_counts
 from utils.modern import Llama, LlamaConfig
 from utils.tokenizers import BPETokenizer
 
@@ -152,8 +152,8 @@ def test_lora_trains_r_times_in_plus_out_per_target(tokenizer):
     add_lora(model, list(targets), r=4, alpha=8)
     linears = [m for name, m in small_model(tokenizer).named_modules()
                if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets]
-    assert count_parameters(model)[0] == sum(4 * (m.in_features + m.out_features) for m in linears)
-    assert instruct.optimizer_state_bytes(model) == 8 * count_parameters(model)[0]
+    assert parameter_counts(model)[0] == sum(4 * (m.in_features + m.out_features) for m in linears)
+    assert instruct.optimizer_state_bytes(model) == 8 * parameter_counts(model)[0]
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -187,6 +187,8 @@ def test_command_line_json_line_checkpoint_resume_and_translate(lora_run):
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["metadata"]["phase"] == "tune" and checkpoint["metadata"]["lora"]["r"] == 2
     assert (out / "pretrained.pt").is_file() and (out / "metrics.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_config"]["lr"] == instruct.PRESETS["cpu"]["lora"]["lr"] != instruct.PRESETS["cpu"]["train"]["lr"]
 
     model, tokenizer = instruct.model_from_checkpoint(out)
     assert not any("lora" in name for name, _ in model.named_parameters())  # merged into plain layers
@@ -224,6 +226,7 @@ def test_a_checkpoint_in_pretraining_resumes_there(tmp_path):
     (["--set", "lora.targets=[]"], "lora.targets must be a non-empty list"),
     (["--lora", "2", "--set", "lora.targets=['wq']"], "matches no module"),
     (["--set", "lora.alpha=0"], "lora.alpha"),
+    (["--set", "lora.lr=0"], "lora.lr must be a finite number >= 0.0001"),
     (["--set", "train.batch_size=3"], "set data.max_tokens instead"),
     (["--set", "pretrain.device='cuda'"], "use --device"),
     (["--set", "pretrain.steps=-1"], "pretrain: steps must be"),

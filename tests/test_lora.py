@@ -11,10 +11,10 @@ from torch import nn
 from utils.lora import (
     LoRALinear,
     add_lora,
-    count_parameters,
     lora_layers,
     lora_state_dict,
     merge_lora,
+    parameter_counts,
     unload_lora,
     unmerge_lora,
 )
@@ -82,7 +82,7 @@ def test_equal_to_peft_given_the_same_A_and_B(build, targets):
     ours_trainable = {name for name, p in ours.named_parameters() if p.requires_grad}
     theirs_trainable = {name for name, p in theirs.named_parameters() if p.requires_grad}
     assert {peft_name(name) for name in ours_trainable} == theirs_trainable
-    assert count_parameters(ours) == theirs.get_nb_trainable_parameters()
+    assert parameter_counts(ours) == theirs.get_nb_trainable_parameters()
     idx = tokens()
     with torch.no_grad():
         out_base, out_ours, out_theirs = base(idx), ours(idx), theirs(idx)
@@ -117,7 +117,7 @@ def test_counts_by_hand():
     total_base = sum(p.numel() for p in small_gpt().parameters())
     # per block: q and v are 32 -> 32, linear1 is 32 -> 128; r (in + out) each
     by_hand = 2 * (4 * (32 + 32) * 2 + 4 * (32 + 128))
-    assert count_parameters(model) == (by_hand, total_base + by_hand)
+    assert parameter_counts(model) == (by_hand, total_base + by_hand)
 
 
 def test_the_adapters_alone_restore_the_tuned_model():
@@ -125,7 +125,7 @@ def test_the_adapters_alone_restore_the_tuned_model():
     tuned = randomise_lora(add_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=4, alpha=8))
     adapters = lora_state_dict(tuned)
     assert set(adapters) == {name for name, p in tuned.named_parameters() if p.requires_grad}
-    assert sum(t.numel() for t in adapters.values()) == count_parameters(tuned)[0]
+    assert sum(t.numel() for t in adapters.values()) == parameter_counts(tuned)[0]
     fresh = add_lora(copy.deepcopy(base), ["q_proj", "v_proj"], r=4, alpha=8)
     missing, unexpected = fresh.load_state_dict(adapters, strict=False)
     assert not unexpected and not any("lora_" in name for name in missing)

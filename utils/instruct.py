@@ -59,7 +59,7 @@ from utils.checks import check_int, check_number
 from utils.data import load_multi30k
 from utils.generate import beam_translate
 from utils.loop import sequence_loss
-from utils.lora import add_lora, count_parameters, lora_layers, unload_lora
+from utils.lora import add_lora, lora_layers, parameter_counts, unload_lora
 from utils.modern import Llama, LlamaConfig
 from utils.tokenizers import SPECIAL_TOKENS, BPETokenizer
 from utils.trainer import TrainConfig, Trainer, random_windows, whole_split_loss
@@ -75,7 +75,7 @@ SETTINGS = {
     "model": tuple(f.name for f in dataclasses.fields(LlamaConfig) if f.name != "vocab_size"),
     "pretrain": tuple(f.name for f in dataclasses.fields(TrainConfig)),
     "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
-    "lora": ("alpha", "targets", "dropout"),
+    "lora": ("alpha", "lr", "targets", "dropout"),
     "decode": ("beam_size", "alpha", "batch_size"),
 }
 
@@ -331,6 +331,7 @@ def check_settings(preset: dict[str, dict], lora_rank: int | None = None) -> Non
     check_number("decode.alpha", decode["alpha"], minimum=0)
     check_int("decode.batch_size", decode.get("batch_size", 100), minimum=1)
     check_number("lora.alpha", lora["alpha"], minimum=1e-12)
+    check_number("lora.lr", lora["lr"], minimum=preset["train"]["min_lr"])  # the peak, above the cosine's end
     check_number("lora.dropout", lora.get("dropout", 0.0), minimum=0, maximum=0.999)
     targets = lora["targets"]
     if isinstance(targets, str) or not targets or not all(isinstance(t, str) and t for t in targets):
@@ -351,7 +352,7 @@ def lora_settings(preset: dict, rank: int | None) -> dict | None:
 
 def optimizer_state_bytes(model: nn.Module) -> int:
     """Bytes of AdamW's two moments for the trainable parameters (fp32 each)."""
-    return 2 * 4 * count_parameters(model)[0]
+    return 2 * 4 * parameter_counts(model)[0]
 
 
 def run(
@@ -390,6 +391,8 @@ def run(
     if steps is not None:
         tune_config = dataclasses.replace(tune_config, steps=steps)
     lora_config = lora_settings(preset, lora)
+    if lora_config:  # LoRA's update starts at zero and is scaled by alpha / r: it takes its own peak rate
+        tune_config = dataclasses.replace(tune_config, lr=preset["lora"]["lr"])
     block = model_config.block_size
 
     phase = None
@@ -445,7 +448,7 @@ def run(
     history = trainer.fit()
     if not history["eval_step"] or history["eval_step"][-1] != trainer.step:
         trainer.run_evaluation()
-    trainable, total = count_parameters(model)
+    trainable, total = parameter_counts(model)
     optimizer_bytes = optimizer_state_bytes(model)
 
     # 3. Translation and scores, on the merged model.

@@ -18,7 +18,7 @@ instead of in * out.
   takes it out again.
 * :func:`add_lora` wraps the layers of a model named by ``target_modules`` (the
   meaning ``peft.LoraConfig`` gives it) and freezes every other parameter;
-  :func:`count_parameters` counts what will train; :func:`lora_state_dict` keeps
+  :func:`parameter_counts` counts what will train; :func:`lora_state_dict` keeps
   the adapters alone; :func:`merge_lora`, :func:`unmerge_lora` and
   :func:`unload_lora` act on the whole model.
 
@@ -208,7 +208,7 @@ def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, LoRALinear)]
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) numbers of parameters; a tied tensor counts once."""
     parameters = list(model.parameters())  # parameters() yields a shared tensor once
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)

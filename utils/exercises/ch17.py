@@ -164,13 +164,13 @@ def _small_llama(**settings):
 
 def _add_lora_count(model, r, target_modules) -> int | None:
     """What add_lora on a copy trains (None when add_lora refuses the targets)."""
-    from utils.lora import add_lora, count_parameters
+    from utils.lora import add_lora, parameter_counts
 
     try:
         model = add_lora(copy.deepcopy(model), target_modules, r=r, alpha=2 * r)
     except ValueError:
         return None
-    return count_parameters(model)[0]
+    return parameter_counts(model)[0]
 
 
 def _matched_linears(model, target_modules) -> list[tuple[str, nn.Linear]]:
