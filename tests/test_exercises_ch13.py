@@ -10,9 +10,9 @@ from utils.attention import causal_mask
 from utils.exercises import ExerciseFailed
 from utils.exercises.ch13 import (
     check_causal_blockwise_attention,
+    check_int8_quantization,
     check_key_count,
     check_packed_qkv,
-    check_scaled_step,
 )
 
 
@@ -55,43 +55,93 @@ def test_blockwise_checker_accepts_the_online_softmax_and_names_each_mistake():
         check_causal_blockwise_attention(blockwise_with(fused=True))
 
 
-def scaled_step_with(*, unscale=True, skip=True, back_off=True, grow=True, reset=True, returns=True):
-    """GradScaler's step written out, right by default, with one chosen mistake."""
+def quantize_with(*, per_row=True, per_column=False, rounding=torch.round, levels=127, clamp=True,
+                  guard_zero=True, dtype=torch.int8, keepdim=True, in_place=False):
+    """Per-row absmax int8 quantization, right by default, with one chosen mistake."""
 
-    def scaled_step(loss, optimizer, state):
-        (loss * state["scale"]).backward()
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if unscale:
-            for p in params:
-                p.grad /= state["scale"]
-        finite = all(bool(torch.isfinite(p.grad).all()) for p in params)
-        if not finite and skip:
-            state["scale"] *= 0.5 if back_off else 1
-            state["good_steps"] = 0 if reset else state["good_steps"]
-            return False if returns else None
-        optimizer.step()
-        state["good_steps"] += 1
-        if grow and state["good_steps"] == 3:
-            state["scale"], state["good_steps"] = 2 * state["scale"], 0
-        return True if returns else None
+    def quantize_int8(weight):
+        if per_column:
+            absmax = weight.abs().amax(dim=0, keepdim=True)
+        elif per_row:
+            absmax = weight.abs().amax(dim=1, keepdim=True)
+        else:
+            absmax = weight.abs().amax()
+        scale = absmax / levels
+        if guard_zero:
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        q = rounding(weight / scale)
+        if clamp:
+            q = q.clamp(-levels, 127)
+        if in_place:
+            weight.zero_()
+        return q.to(dtype), scale if keepdim else scale.flatten()
 
-    return scaled_step
+    return quantize_int8
 
 
-def test_scaled_step_checker_compares_with_gradscaler_and_names_each_mistake():
-    check_scaled_step(scaled_step_with())
-    with pytest.raises(ExerciseFailed, match="1024 times too long"):
-        check_scaled_step(scaled_step_with(unscale=False))
-    with pytest.raises(ExerciseFailed, match="skip the step and return False"):
-        check_scaled_step(scaled_step_with(skip=False))
-    with pytest.raises(ExerciseFailed, match=r"step 2 .*should now be 512, yours is 1024"):
-        check_scaled_step(scaled_step_with(back_off=False))
-    with pytest.raises(ExerciseFailed, match=r"step 5 .*should now be 1024, yours is 512"):
-        check_scaled_step(scaled_step_with(grow=False))
-    with pytest.raises(ExerciseFailed, match=r"step 3 .*should now be 512, yours is 1024"):
-        check_scaled_step(scaled_step_with(reset=False))
-    with pytest.raises(ExerciseFailed, match="return True when the optimizer stepped"):
-        check_scaled_step(scaled_step_with(returns=False))
+def int8_linear_with(*, use_scale=True, divide=False, bias=True):
+    """x @ (q * scale).T + bias, right by default, with one chosen mistake."""
+
+    def int8_linear(x, q, scale, b):
+        weight = q.float() / scale if divide else q.float() * scale if use_scale else q.float()
+        return x @ weight.T + b if bias else x @ weight.T
+
+    return int8_linear
+
+
+RIGHT_LINEAR = int8_linear_with()
+
+
+def test_int8_checker_accepts_per_row_absmax_rounding_and_names_each_quantize_mistake(capsys):
+    check_int8_quantization(quantize_with(), RIGHT_LINEAR)
+    assert "✓ Exercise 13.2" in capsys.readouterr().out
+    check_int8_quantization(quantize_with(rounding=lambda t: torch.floor(t + 0.5)), RIGHT_LINEAR)  # halves up
+    mistakes = [
+        (quantize_with(per_row=False), "one scale for the whole"),
+        (quantize_with(per_column=True), "one scale per input column"),
+        (quantize_with(rounding=torch.trunc), "truncated toward zero"),
+        (quantize_with(rounding=lambda t: t), "truncated toward zero"),  # the int8 cast cuts the fraction
+        (quantize_with(rounding=torch.floor), "rounded down"),
+        (quantize_with(levels=128), "divide by 127"),
+        (quantize_with(levels=128, clamp=False), "divide by 127"),
+        (quantize_with(guard_zero=False), r"row 3 .*all zeros and its scale is 0"),
+        (quantize_with(dtype=torch.float32), "q is torch.float32: store it as torch.int8"),
+        (quantize_with(dtype=torch.int32), "q is torch.int32"),
+        (quantize_with(keepdim=False), r"scale for the \(6, 10\) weight .*has shape \(6,\), expected \(6, 1\)"),
+        (quantize_with(in_place=True), "changed the weight in place"),
+    ]
+    for quantize, message in mistakes:
+        with pytest.raises(ExerciseFailed, match=message):
+            check_int8_quantization(quantize, RIGHT_LINEAR)
+
+
+def test_int8_checker_names_a_nonzero_q_for_a_zero_row_and_a_shared_scale():
+    def nonzero_q(weight):
+        q, scale = quantize_with()(weight)
+        q[3] = 1  # row 3 of the first weight is all zeros
+        return q, scale
+
+    with pytest.raises(ExerciseFailed, match="row 3 .*so its q must be 0"):
+        check_int8_quantization(nonzero_q, RIGHT_LINEAR)
+
+    def shared_scale(weight):  # one scale, repeated into the (out, 1) shape
+        q, scale = quantize_with(per_row=False)(weight)
+        return q, scale.expand(weight.shape[0], 1)
+
+    with pytest.raises(ExerciseFailed, match="every row of the .* has the same scale"):
+        check_int8_quantization(shared_scale, RIGHT_LINEAR)
+
+
+def test_int8_checker_names_each_int8_linear_mistake():
+    for linear, message in (
+        (int8_linear_with(use_scale=False), "the scale is missing"),
+        (int8_linear_with(divide=True), "multiply by it to get the weight back"),
+        (int8_linear_with(bias=False), "the bias is missing"),
+        (lambda x, q, scale, b: (x @ (q.float() * scale).T + b)[..., :5], r"output .*has shape \(2, 5, 5\)"),
+        (lambda x, q, scale, b: x @ (q.float() * scale).T + b + 1e-2, "largest difference is 0.01"),
+    ):
+        with pytest.raises(ExerciseFailed, match=message):
+            check_int8_quantization(quantize_with(), linear)
 
 
 def test_key_count_checker_names_the_off_by_one_and_the_missing_layers():

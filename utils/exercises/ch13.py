@@ -1,4 +1,4 @@
-"""Checkers for chapter 13's exercises: causal attention over key blocks, a gradient scaler, the KV cache's savings,
+"""Checkers for chapter 13's exercises: causal attention over key blocks, int8 weights, the KV cache's savings,
 one product for q, k and v."""
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import torch.nn.functional as F
 
 from utils.attention import MultiHeadAttention, causal_mask
 from utils.exercises import checker, expect, expect_close, expect_shape
-
-GROWTH_INTERVAL = 3  # good steps in a row before the scale doubles (GradScaler's default is 2000)
 
 
 def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, align: str | None) -> torch.Tensor:
@@ -96,52 +94,98 @@ def check_causal_blockwise_attention(causal_blockwise_attention) -> None:
                f"{block_size} keys at a time (k[..., start:start + block_size, :])")
 
 
-@checker("Exercise 13.2 — a gradient scaler by hand")
-def check_scaled_step(scaled_step) -> None:
-    """``scaled_step(loss, optimizer, state)`` does one step as ``torch.amp.GradScaler`` would; returns True if taken.
+def _reference_quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 weights with one absmax scale per output row, in float64; an all-zero row gets scale 1."""
+    weight = weight.double()
+    absmax = weight.abs().amax(dim=1, keepdim=True)  # (out, 1)
+    scale = torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
+    return (weight / scale).round().clamp(-127, 127), scale
 
-    ``state`` holds ``"scale"`` and ``"good_steps"``: backward of ``loss * scale``, the
-    gradients divided by the scale; if any is inf or NaN the step is skipped, the
-    scale halved and ``good_steps`` reset; otherwise the optimizer steps and after
-    ``GROWTH_INTERVAL`` (3) good steps in a row the scale doubles and the count restarts.
+
+@checker("Exercise 13.2 — int8 weights")
+def check_int8_quantization(quantize_int8, int8_linear) -> None:
+    """``quantize_int8(weight)`` → ``(q, scale)``; ``int8_linear(x, q, scale, bias)`` → ``x @ (q * scale).T + bias``.
+
+    q is ``torch.int8`` of the weight's shape, in [-127, 127]: each output row divided by
+    its own scale, the row's largest absolute value / 127, and rounded to the nearest
+    integer. ``scale`` is (out, 1); a row of zeros gets q = 0 and a positive scale.
     """
-    torch.manual_seed(13)
-    x = torch.randn(8, 3)
-    ours, reference = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
-    reference.load_state_dict(ours.state_dict())
-    optimizer = torch.optim.SGD(ours.parameters(), lr=0.05)  # SGD: a step shows the gradient's size
-    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_factor=2.0, backoff_factor=0.5,
-                                  growth_interval=GROWTH_INTERVAL)
-    state = {"scale": 2.0**10, "good_steps": 0}
-    factors = (1.0, 1.0, float("inf"), 1.0, 1.0, 1.0, 1.0, float("nan"), 1.0, 1.0)  # inf, NaN: an overflow
-    for step, factor in enumerate(factors):
-        scale_before, before = state["scale"], ours.weight.detach().clone()
-        optimizer.zero_grad(set_to_none=True)
-        taken = scaled_step((ours(x).square() * factor).mean(), optimizer, state)
-        reference_optimizer.zero_grad(set_to_none=True)
-        scaler.scale((reference(x).square() * factor).mean()).backward()
-        scaler.step(reference_optimizer)
-        scaler.update()
-        overflow = factor != 1.0
-        what = f"step {step} ({'a gradient was ' + str(factor) if overflow else 'finite gradients'})"
-        expect(taken in (True, False), f"{what}: return True when the optimizer stepped, False when skipped; "
-                                       f"got {taken!r}")
-        expect(taken != overflow, f"{what}: " + ("a gradient was inf or NaN, so skip the step and return False"
-                                                  if overflow else "nothing overflowed: step, and return True"))
-        weight, expected_weight = ours.weight.detach(), reference.weight.detach()
-        expect(bool(torch.isfinite(weight).all()), f"{what}: the weights became inf or NaN; never call "
-                                                    "optimizer.step() when a gradient is not finite")
-        if not torch.allclose(weight, expected_weight, atol=1e-6):
-            unscaled = before + scale_before * (expected_weight - before)  # the step, `scale` times too long
-            expect(not torch.allclose(weight, unscaled, rtol=1e-3, atol=1e-5),
-                   f"{what}: your step was {scale_before:g} times too long: divide every gradient by the "
-                   "scale before optimizer.step()")
-            expect_close(weight, expected_weight, f"{what}: the weights (compare torch.amp.GradScaler's)")
-        expect(state.get("scale") == scaler.get_scale(),
-               f"{what}: the scale should now be {scaler.get_scale():g}, yours is {state.get('scale')!r} "
-               "(halve it after a skipped step; double it after "
-               f"{GROWTH_INTERVAL} good steps in a row, counting again from 0 after a skip or a doubling)")
+    g = torch.Generator().manual_seed(13)
+    magnitudes = torch.tensor([[0.02], [0.5], [3.0], [0.0], [1.0], [40.0]])  # row 3: all zeros
+    weights = (torch.randn(6, 10, generator=g) * magnitudes, 0.05 * torch.randn(32, 48, generator=g))
+    for weight in weights:
+        out, fan_in = weight.shape
+        what = f"the ({out}, {fan_in}) weight"
+        original = weight.clone()
+        result = quantize_int8(weight)
+        expect(isinstance(result, tuple | list) and len(result) == 2,
+               f"quantize_int8 should return the pair (q, scale); got {type(result).__name__}")
+        q, scale = result
+        expect(torch.equal(weight, original), "quantize_int8 changed the weight in place; leave it as it was")
+        expect_shape(q, (out, fan_in), f"q for {what}")
+        expect(q.dtype == torch.int8, f"q is {q.dtype}: store it as torch.int8 (one byte a number, "
+                                      "where the 4x saving comes from), e.g. .to(torch.int8) after rounding")
+        expect(isinstance(scale, torch.Tensor) and scale.is_floating_point(),
+               f"scale should be a floating-point tensor, got {getattr(scale, 'dtype', type(scale).__name__)}")
+        expect(scale.numel() != 1, f"one scale for the whole of {what}: each output row needs its own, the "
+                                   "row's largest |w| / 127 (amax(dim=1, keepdim=True))")
+        expect(tuple(scale.shape) != (1, fan_in), f"{what}: one scale per input column; the rows are the "
+                                                  "outputs: take the largest |w| over dim=1")
+        expect_shape(scale, (out, 1), f"scale for {what} (keepdim=True, so that it broadcasts over a row)")
+        expected_q, expected_scale = _reference_quantize(weight)
+        scale, q = scale.detach().double(), q.long()
+        zero = weight.abs().amax(dim=1) == 0
+        for row in torch.nonzero(zero).flatten().tolist():
+            expect(bool(torch.isfinite(scale[row]).all() and (scale[row] > 0).all()),
+                   f"row {row} of {what} is all zeros and its scale is {scale[row].item():g}: w / 0 is NaN, "
+                   "whose cast to int8 is undefined; give an all-zero row a positive scale (e.g. 1)")
+            expect(bool((q[row] == 0).all()), f"row {row} of {what} is all zeros, so its q must be 0")
+        live = ~zero
+        absmax = weight.double().abs().amax(dim=1, keepdim=True)[live]
+        by_128 = torch.allclose(scale[live], absmax / 128, rtol=1e-5)
+        if int(q.min()) < -127 or by_128:
+            expect(False, f"{what}: " + ("the scale is the row's largest |w| / 128" if by_128 else
+                                         f"q reaches {int(q.min())}") + "; divide by 127, so that q spans the "
+                   "symmetric [-127, 127] (+absmax to 127, -absmax to -127; a 128 would wrap to -128 in int8), "
+                   "and clamp to it")
+        expect(int(q.max()) <= 127, f"{what}: q reaches {int(q.max())}: clamp it to [-127, 127]")
+        if out > 1 and torch.allclose(scale, scale[0].expand_as(scale)):
+            expect(False, f"every row of {what} has the same scale {scale[0].item():.4g}: each output row "
+                          "needs its own, the row's largest |w| / 127 (amax(dim=1, keepdim=True))")
+        expect_close(scale[live], expected_scale[live], f"the scales of {what}'s non-zero rows (each row's "
+                                                        "largest |w| / 127)", atol=0, rtol=1e-5)
+        ratio = weight.double() / expected_scale
+        near_half = (ratio - ratio.floor() - 0.5).abs() < 1e-3  # float32 may round either way there
+        wrong = (q != expected_q) & ~(near_half & ((q - expected_q).abs() <= 1))
+        if wrong.any():
+            near_integer = (ratio - ratio.round()).abs() < 1e-3  # float32 may land on either side
+            for cut, name in ((ratio.trunc(), "truncated toward zero"), (ratio.floor(), "rounded down")):
+                same = (q == cut) | (near_integer & ((q - cut).abs() <= 1))
+                expect(not bool(same[wrong].all()),
+                       f"q of {what} is {name}: w / scale must be rounded to the nearest integer "
+                       "(torch.round) before the cast to int8, which drops the fraction")
+            where = tuple(int(i) for i in torch.nonzero(wrong)[0])
+            expect(False, f"q of {what} at {where} is {int(q[where])}, expected {int(expected_q[where])} "
+                          f"(w = {weight[where].item():.5g}, scale = {expected_scale[where[0], 0].item():.5g})")
+
+    weight = weights[0]
+    q, scale = (t.to(torch.float32) for t in _reference_quantize(weight))
+    q = q.to(torch.int8)
+    x, bias = torch.randn(2, 5, 10, generator=g), torch.randn(6, generator=g)
+    got = int8_linear(x, q.clone(), scale.clone(), bias.clone())
+    x64, q64, scale64, bias64 = x.double(), q.double(), scale.double(), bias.double()
+    expected = x64 @ (q64 * scale64).T + bias64
+    expect_shape(got, (2, 5, 6), "int8_linear's output (x is (2, 5, 10), q is (6, 10))")
+    got64 = got.detach().double()
+    mistakes = (
+        (x64 @ q64.T + bias64, "the scale is missing: the weight is q * scale (q alone is the weight / scale)"),
+        (x64 @ (q64 / scale64).T + bias64, "divide by the scale to quantize, multiply by it to get the weight "
+                                           "back: the weight is q * scale"),
+        (x64 @ (q64 * scale64).T, "the bias is missing: add it after the product"),
+    )
+    for wrong, message in mistakes:
+        expect(not torch.allclose(got64, wrong, rtol=1e-4, atol=1e-5), f"int8_linear: {message}")
+    expect_close(got, expected, "int8_linear's output (compare x @ (q * scale).T + bias in float64)")
 
 
 @checker("Exercise 13.3 — counting the keys a generation computes")
