@@ -18,7 +18,7 @@ The task of ``python -m utils.train translate``:
 * **Scoring** — validation loss per epoch; test translations by greedy decoding and
   beam search (:mod:`utils.generate`), scored with BLEU (:mod:`utils.bleu`), checked
   against sacreBLEU.
-* :data:`PRESETS` ``cpu`` (4,000 steps, ten minutes on two laptop cores) and ``gpu``;
+* :data:`PRESETS` ``cpu`` (4,000 steps, 10–11 minutes on two laptop cores) and ``gpu``;
   each trains a fixed number of steps (``--minutes``: a time budget instead).
 """
 
