@@ -341,7 +341,8 @@ def metadata(model_config: TransformerConfig, tokenizer: BPETokenizer) -> dict:
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[Transformer, BPETokenizer]:
-    """Rebuild a trained translator and its tokenizer from a checkpoint of this task."""
+    """Rebuild a trained translator and its tokenizer from a run's folder or its ``checkpoint.pt``."""
+    path = Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
     checkpoint = load_checkpoint(path, {"task": TASK})
     try:
         model = build_model(TransformerConfig(**checkpoint["metadata"]["model"]))
