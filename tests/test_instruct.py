@@ -245,3 +245,13 @@ def test_the_chat_tokens_follow_the_vocabulary(tokenizer):
     ids, mask = encode_chat(translation_turns(*PAIRS[0]), tokenizer)
     assert max(ids) == tokenizer.vocab_size + len(CHAT_TOKENS) - 1 or max(ids) >= tokenizer.vocab_size
     assert sum(mask) == len(tokenizer.encode(PAIRS[0][1])) + 1  # the answer and its <|end|>
+
+
+@pytest.mark.parametrize("name", sorted(instruct.PRESETS))
+def test_every_preset_passes_its_own_checks_with_and_without_lora(name):
+    preset = instruct.PRESETS[name]
+    instruct.check_settings(preset)
+    instruct.check_settings(preset, lora_rank=8)  # the LoRA targets exist in that preset's blocks
+    with pytest.raises(ValueError, match="matches no module"):
+        other = "gpu" if name == "cpu" else "cpu"  # the other feed-forward network's layer names
+        instruct.check_settings({**preset, "lora": instruct.PRESETS[other]["lora"]}, lora_rank=8)
