@@ -12,7 +12,7 @@ On one CUDA machine, in at most ``--budget`` seconds of wall time (8 minutes), i
   not compared); seconds per chapter;
 * ``fp16``: chapters 11-13 again with ``LLM_FROM_SCRATCH_PRECISION=fp16`` (the T4's path:
   the trainer honours the variable);
-* ``translate``: a short ``python -m utils.train translate --preset gpu`` run;
+* ``translate``: short ``python -m utils.train translate --preset gpu`` and ``instruct --preset gpu`` runs;
 * then, with the GPU to itself (timings): ``generate`` (``benchmarks/generate.py``,
   synchronised) and ``race`` (``benchmarks/train_gpt.py --preset gpu``: ours against
   nanoGPT's compiled baby GPT, ``config/train_shakespeare_char.py``, one after the
@@ -111,6 +111,12 @@ def plan(nanogpt: Path | None, only: set[str], translate_steps: int, work: Path)
                         [python, "-m", "utils.train", "translate", "--preset", "gpu", "--device", "cuda",
                          "--steps", str(translate_steps), "--test-sentences", "200", "--overwrite",
                          "--out", str(work / "translate")], {"TQDM_DISABLE": "1"}))
+        # chapter 17's decoder-only task at its gpu preset (never run on a GPU before): pretraining, then tuning
+        jobs.append(Job("instruct --preset gpu (short)", "translate",
+                        [python, "-m", "utils.train", "instruct", "--preset", "gpu", "--device", "cuda",
+                         "--steps", str(translate_steps), "--set", f"pretrain.steps={max(1, translate_steps // 3)}",
+                         "--test-sentences", "200", "--overwrite", "--out", str(work / "instruct")],
+                        {"TQDM_DISABLE": "1"}))
     if "generate" in only:
         jobs.append(Job("benchmarks/generate.py", "generate",
                         [python, "-m", "benchmarks.generate", "--device", "cuda"], {}, exclusive=True))
@@ -272,6 +278,8 @@ def dry_run_checks(jobs: list[Job], nanogpt: Path | None) -> list[dict]:
         "utils.train gpt": ([sys.executable, "-m", "utils.train", "gpt"], ("--preset", "--compile", "--device")),
         "utils.train translate": ([sys.executable, "-m", "utils.train", "translate"],
                                   ("--preset", "--steps", "--test-sentences", "--device", "--out")),
+        "utils.train instruct": ([sys.executable, "-m", "utils.train", "instruct"],
+                                 ("--preset", "--steps", "--test-sentences", "--device", "--out", "--lora")),
         "benchmarks/train_gpt.py": ([sys.executable, "benchmarks/train_gpt.py"], ("--nanogpt", "--preset")),
         "benchmarks/generate.py": ([sys.executable, "-m", "benchmarks.generate"], ("--device",)),
     }
