@@ -186,7 +186,12 @@ def test_command_line_json_line_checkpoint_resume_and_translate(lora_run):
     assert all(0 <= summary[k] <= 100 for k in ("bleu", "bleu_greedy", "bleu_val"))
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["metadata"]["phase"] == "tune" and checkpoint["metadata"]["lora"]["r"] == 2
-    assert (out / "pretrained.pt").is_file() and (out / "metrics.json").is_file()
+    assert (out / "metrics.json").is_file()
+    pretrained = torch.load(out / "pretrained.pt", weights_only=True)  # the pretraining's last checkpoint
+    assert (pretrained["metadata"]["phase"], pretrained["step"]) == ("pretrain", 2)
+    assert not any("lora" in name for name in pretrained["model"])
+    refused = cli("utils.translate", "--checkpoint", str(out / "pretrained.pt"), "Hallo")
+    assert refused.returncode == 2 and "not instruction-tuned" in refused.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_config"]["lr"] == instruct.PRESETS["cpu"]["lora"]["lr"] != instruct.PRESETS["cpu"]["train"]["lr"]
 
@@ -214,7 +219,7 @@ def test_a_checkpoint_in_pretraining_resumes_there(tmp_path):
     checkpoint["config"]["steps"] = 2
     torch.save(checkpoint, out / "checkpoint.pt")
     refused = cli("utils.translate", "--checkpoint", str(out), "Hallo")
-    assert refused.returncode == 2 and "in pretraining" in refused.stderr
+    assert refused.returncode == 2 and "not instruction-tuned" in refused.stderr
     resumed = cli("utils.train", "instruct", "--out", str(out), "--resume", *TINY)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["metadata"]["phase"] == "tune"

@@ -54,7 +54,7 @@ from utils.chat import (
     pad_chats,
     translation_turns,
 )
-from utils.checkpoints import CheckpointError, load_checkpoint, save_atomic, write_metrics
+from utils.checkpoints import CheckpointError, load_checkpoint, write_metrics
 from utils.checks import check_int, check_number
 from utils.data import load_multi30k
 from utils.generate import beam_translate
@@ -291,8 +291,9 @@ def model_from_checkpoint(path: str | Path) -> tuple[Llama, BPETokenizer]:
     try:
         meta = checkpoint["metadata"]
         if meta.get("phase") != "tune":
-            raise CheckpointError(f"{path} holds a model in pretraining (phase {meta.get('phase')!r}); finish the "
-                                  "run with --resume before translating with it")
+            raise CheckpointError(f"{path} holds a model that is not instruction-tuned (phase {meta.get('phase')!r}): "
+                                  "it continues text, it does not follow requests; translate with a tuned run's "
+                                  "checkpoint.pt (finish an interrupted run with --resume)")
         model = build_model(LlamaConfig(**meta["model"]), meta.get("lora"))
         tokenizer = BPETokenizer.from_dict(meta["tokenizer"])
         model.load_state_dict(checkpoint["model"])
@@ -374,7 +375,7 @@ def run(
 
     ``steps`` replaces the tuning steps (``--set pretrain.steps=N`` the pretraining's).
     Writes OUT/checkpoint.pt (the phase in progress, then the tuned model),
-    OUT/pretrained.pt (the pretrained weights, when there is pretraining),
+    OUT/pretrained.pt (the pretraining's last checkpoint, when there is pretraining),
     OUT/metrics.json and OUT/test_translations.txt; returns the summary.
     """
     out = Path(out)
@@ -424,8 +425,7 @@ def run(
             trainer.load(checkpoint_path)
         pretrain_history = trainer.fit()
         pretrain_seconds = trainer.train_seconds
-        save_atomic({"model": model.state_dict(), "metadata": metadata(model_config, tokenizer, "pretrained", None),
-                     "history": pretrain_history}, out / "pretrained.pt")
+        trainer.save(out / "pretrained.pt")  # the pretraining's last checkpoint, kept when tuning starts
 
     # 2. Instruction tuning on the conversations, fully or with LoRA.
     if lora_config:
