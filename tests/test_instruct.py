@@ -260,3 +260,12 @@ def test_every_preset_passes_its_own_checks_with_and_without_lora(name):
     with pytest.raises(ValueError, match="matches no module"):
         other = "gpu" if name == "cpu" else "cpu"  # the other feed-forward network's layer names
         instruct.check_settings({**preset, "lora": instruct.PRESETS[other]["lora"]}, lora_rank=8)
+
+
+def test_translate_refuses_what_is_not_a_list_of_sentences(tokenizer):
+    model = small_model(tokenizer)
+    with pytest.raises(ValueError, match=r"wrap one sentence in a list"):
+        instruct.translate(model, tokenizer, "Ein Hund.")  # would be translated letter by letter
+    with pytest.raises(ValueError, match="sentence 1 must be a string, got NoneType"):
+        instruct.translate(model, tokenizer, ["Ein Hund.", None])
+    assert instruct.translate(model, tokenizer, []) == []

@@ -63,7 +63,7 @@ from utils.lora import add_lora, lora_layers, parameter_counts, unload_lora
 from utils.modern import Llama, LlamaConfig
 from utils.tokenizers import SPECIAL_TOKENS, BPETokenizer
 from utils.trainer import TrainConfig, Trainer, random_windows, whole_split_loss
-from utils.translation import bleu_of, bucket_batches, train_tokenizer
+from utils.translation import bleu_of, bucket_batches, check_sentences, train_tokenizer
 
 TASK = "instruct"
 
@@ -229,6 +229,7 @@ def translate(model: Llama, tokenizer: BPETokenizer, sentences: list[str], *, be
     batch_size = check_int("batch_size", batch_size, minimum=1)
     beam_size = check_int("beam_size", beam_size, minimum=1)
     extra_tokens = check_int("extra_tokens", extra_tokens, minimum=0)
+    sentences = check_sentences(sentences)
     device = next(model.parameters()).device
     special = chat_token_ids(tokenizer)
     prompts = [prompt_ids(s, tokenizer, model.config.block_size // 2) for s in sentences]

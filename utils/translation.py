@@ -221,6 +221,19 @@ def strip_translation(ids: list[int], tokenizer: BPETokenizer) -> list[int]:
     return ids[: ids.index(tokenizer.eos_id)] if tokenizer.eos_id in ids else ids
 
 
+def check_sentences(sentences) -> list[str]:
+    """``sentences`` as a list of strings, or a ValueError: one string alone would be translated
+    character by character, and ``None`` would pass as an empty sentence."""
+    if isinstance(sentences, str | bytes) or not hasattr(sentences, "__iter__"):
+        raise ValueError(f"sentences must be a list of strings, got {type(sentences).__name__}"
+                         + (": wrap one sentence in a list, [sentence]" if isinstance(sentences, str) else ""))
+    sentences = list(sentences)
+    for i, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise ValueError(f"sentence {i} must be a string, got {type(sentence).__name__}")
+    return sentences
+
+
 @torch.no_grad()
 def translate(
     model: Transformer,
@@ -240,6 +253,7 @@ def translate(
     batch_size = check_int("batch_size", batch_size, minimum=1)  # before any work, not a traceback after it
     extra_tokens = check_int("extra_tokens", extra_tokens, minimum=0)
     beam_size = check_int("beam_size", beam_size, minimum=1)
+    sentences = check_sentences(sentences)
     device = next(model.parameters()).device
     max_len = model.config.max_len
     encoded = [tokenizer.encode(s)[:max_len] or [tokenizer.eos_id] for s in sentences]
