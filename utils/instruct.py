@@ -109,6 +109,7 @@ def encode_examples(pairs: list[tuple[str, str]], tokenizer: BPETokenizer,
     """Pairs → conversations ``(ids, loss_mask)`` (:func:`utils.chat.encode_chat`), cut to
     ``block_size + 1`` ids (the model reads all but the last). Multi30k's longest pair
     fits the presets' contexts; a cut would drop the answer's end."""
+    block_size = check_int("block_size", block_size, minimum=1)
     examples = []
     for german, english in pairs:
         ids, mask = encode_chat(translation_turns(german, english), tokenizer)
