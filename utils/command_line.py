@@ -104,6 +104,11 @@ def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
                              "of steps: the step count is planned from a few timed steps and re-planned every 100 "
                              "steps from the speed measured so far, so the schedule ends on time; the result then "
                              "depends on the machine (--epochs and --steps win)")
+    add_decoding_arguments(parser)
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the tasks that translate (translate, instruct)."""
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width for the validation and test translations (default: the preset's; "
                              "1 is greedy)")
@@ -116,12 +121,7 @@ def add_instruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", type=int, default=None, metavar="RANK",
                         help="tune with LoRA of this rank on the blocks' linear layers, the pretrained weights "
                              "frozen (default: full fine-tuning)")
-    parser.add_argument("--beam", type=int, default=None,
-                        help="beam width for the validation and test translations (default: the preset's; "
-                             "1 is greedy)")
-    parser.add_argument("--test-sentences", type=int, default=None,
-                        help="translate only the first N validation and test sentences (quick checks; the BLEU is "
-                             "then not the benchmark's)")
+    add_decoding_arguments(parser)
 
 
 # Each task's own options: how to add them, and the names its run() takes them by.

@@ -63,7 +63,13 @@ from utils.lora import add_lora, lora_layers, parameter_counts, unload_lora
 from utils.modern import Llama, LlamaConfig
 from utils.tokenizers import SPECIAL_TOKENS, BPETokenizer
 from utils.trainer import TrainConfig, Trainer, random_windows, whole_split_loss
-from utils.translation import bleu_of, bucket_batches, check_sentences, train_tokenizer
+from utils.translation import (
+    batches_by_epoch,
+    bucket_batches,
+    check_sentences,
+    score_translations,
+    train_tokenizer,
+)
 
 TASK = "instruct"
 
@@ -123,24 +129,10 @@ def example_lengths(examples) -> list[tuple[int, int]]:
 
 
 def epoch_batches(examples, max_tokens: int, pad_id: int, seed: int = 0):
-    """``(batch_at, batches_per_epoch)``: micro-batch ``i`` of a run over many epochs, a pure function of ``i``.
-
-    Epoch ``e`` cuts the conversations into batches of similar length (at most
-    ``max_tokens`` padded input positions each) with seed ``seed + e``; each batch is
-    ``(inputs, targets, mask)`` from :func:`utils.chat.pad_chats`.
-    """
-    lengths = example_lengths(examples)
-    n = len(bucket_batches(lengths, max_tokens, seed=None))
-    cache: dict[int, list[list[int]]] = {}
-
-    def batch_at(i: int):
-        epoch = i // n
-        if epoch not in cache:
-            cache.clear()
-            cache[epoch] = bucket_batches(lengths, max_tokens, seed=seed + epoch)
-        return pad_chats([examples[k] for k in cache[epoch][i % n]], pad_id)
-
-    return batch_at, n
+    """``(batch_at, batches_per_epoch)``: chapter 12's :func:`~utils.translation.batches_by_epoch`
+    over the conversations, each batch ``(inputs, targets, mask)`` from :func:`utils.chat.pad_chats`."""
+    return batches_by_epoch(example_lengths(examples), max_tokens,
+                            lambda batch: pad_chats([examples[k] for k in batch], pad_id), seed)
 
 
 # --- loss, evaluation and decoding ---------------------------------------------------------------
@@ -460,18 +452,9 @@ def run(
         unload_lora(model)
     if test_sentences:
         val_pairs, test_pairs = val_pairs[:test_sentences], test_pairs[:test_sentences]
-    beam_size = beam or preset["decode"]["beam_size"]
-    decoding = dict(beam_size=beam_size, alpha=preset["decode"]["alpha"],
-                    batch_size=preset["decode"].get("batch_size", 100))
-    bleu_val, _ = bleu_of(translate(model, tokenizer, [de for de, _ in val_pairs], **decoding),
-                          [en for _, en in val_pairs])
-    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
-    greedy = translate(model, tokenizer, sources, beam_size=1)
-    beamed = translate(model, tokenizer, sources, **decoding)
-    bleu_greedy, _ = bleu_of(greedy, references)
-    bleu, signature = bleu_of(beamed, references)
+    scores = score_translations(lambda sentences, **decoding: translate(model, tokenizer, sentences, **decoding),
+                                val_pairs, test_pairs, preset["decode"], beam, out)
     decode_seconds = time.perf_counter() - decode_start
-    (out / "test_translations.txt").write_text("\n".join(beamed) + "\n", encoding="utf-8")
 
     steps_run = trainer.step - start_step
     summary = {
@@ -491,12 +474,8 @@ def run(
         "decode_seconds": round(decode_seconds, 2),
         "pretrain_val_loss": (round(pretrain_history["val_loss"][-1], 4) if pretrain_history else None),
         "val_loss": round(history["val_loss"][-1], 4),
-        "bleu": round(bleu, 2),
-        "bleu_greedy": round(bleu_greedy, 2),
-        "bleu_val": round(bleu_val, 2),
-        "beam": beam_size,
+        **scores,
         "test_sentences": len(test_pairs),
-        "bleu_signature": signature,
         "task_seconds": round(time.perf_counter() - start, 2),
         **({"settings": list(settings)} if settings else {}),
         "checkpoint": str(checkpoint_path),

@@ -159,13 +159,13 @@ def collate(encoded: list[tuple[list[int], list[int]]], batch: list[int], tokeni
     return src, tgt_in, tgt_out
 
 
-def epoch_batches(encoded, tokenizer: BPETokenizer, max_tokens: int, seed: int = 0):
-    """``(batch_at, batches_per_epoch)``: ``batch_at(i)`` is micro-batch ``i`` of a run over many epochs.
+def batches_by_epoch(lengths: list[tuple[int, int]], max_tokens: int, make_batch, seed: int = 0):
+    """``(batch_at, batches_per_epoch)`` for any examples batched by length (chapters 12 and 17).
 
-    Epoch ``e = i // batches_per_epoch`` uses :func:`bucket_batches` with seed
+    ``batch_at(i)`` is ``make_batch(indices)`` of micro-batch ``i`` of a run over many
+    epochs: epoch ``e = i // batches_per_epoch`` uses :func:`bucket_batches` with seed
     ``seed + e``; a pure function of ``i``, as the trainer needs for exact resumes.
     """
-    lengths = pair_lengths(encoded)
     n = len(bucket_batches(lengths, max_tokens, seed=None))  # the count does not depend on the seed
     cache: dict[int, list[list[int]]] = {}
 
@@ -174,9 +174,15 @@ def epoch_batches(encoded, tokenizer: BPETokenizer, max_tokens: int, seed: int =
         if epoch not in cache:
             cache.clear()
             cache[epoch] = bucket_batches(lengths, max_tokens, seed=seed + epoch)
-        return collate(encoded, cache[epoch][i % n], tokenizer)
+        return make_batch(cache[epoch][i % n])
 
     return batch_at, n
+
+
+def epoch_batches(encoded, tokenizer: BPETokenizer, max_tokens: int, seed: int = 0):
+    """``(batch_at, batches_per_epoch)`` of the translation pairs: :func:`batches_by_epoch` with
+    :func:`collate`."""
+    return batches_by_epoch(pair_lengths(encoded), max_tokens, lambda batch: collate(encoded, batch, tokenizer), seed)
 
 
 # --- model, loss and evaluation ----------------------------------------------------------
@@ -308,6 +314,27 @@ def bleu_of(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
     if abs(ours - score) > 1e-6:
         raise AssertionError(f"utils.bleu gives {ours}, sacreBLEU {score}: they must agree")
     return score, signature
+
+
+def score_translations(translate_fn, val_pairs, test_pairs, decode: dict, beam: int | None, out: Path) -> dict:
+    """The scores of a command-line run (chapters 12 and 17), decoded as the preset says.
+
+    ``translate_fn(sentences, beam_size=..., alpha=..., batch_size=...)`` translates German
+    sentences. Validation BLEU with the run's beam (the score to choose settings on, never
+    the test's), then the test split greedily and with the beam; the beam's test
+    translations go to OUT/test_translations.txt. Returns ``bleu``, ``bleu_greedy``,
+    ``bleu_val``, ``beam`` and ``bleu_signature``.
+    """
+    beam_size = beam or decode["beam_size"]
+    decoding = dict(beam_size=beam_size, alpha=decode["alpha"], batch_size=decode.get("batch_size", 100))
+    bleu_val, _ = bleu_of(translate_fn([de for de, _ in val_pairs], **decoding), [en for _, en in val_pairs])
+    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
+    bleu_greedy, _ = bleu_of(translate_fn(sources, beam_size=1), references)
+    beamed = translate_fn(sources, **decoding)
+    bleu, signature = bleu_of(beamed, references)
+    (Path(out) / "test_translations.txt").write_text("\n".join(beamed) + "\n", encoding="utf-8")
+    return {"bleu": round(bleu, 2), "bleu_greedy": round(bleu_greedy, 2), "bleu_val": round(bleu_val, 2),
+            "beam": beam_size, "bleu_signature": signature}
 
 
 # --- presets, checkpoints and the command line --------------------------------------------------
@@ -478,19 +505,9 @@ def run(
     model.eval()
     if test_sentences:  # a quick check: the first N sentences of validation and test only
         val_pairs, test_pairs = val_pairs[:test_sentences], test_pairs[:test_sentences]
-    beam_size = beam or preset["decode"]["beam_size"]
-    decoding = dict(beam_size=beam_size, alpha=preset["decode"]["alpha"],
-                    batch_size=preset["decode"].get("batch_size", 100))
-    # Validation BLEU, decoded as the test split is: the score to choose settings on (never the test's).
-    bleu_val, _ = bleu_of(translate(model, tokenizer, [de for de, _ in val_pairs], **decoding),
-                          [en for _, en in val_pairs])
-    sources, references = [de for de, _ in test_pairs], [en for _, en in test_pairs]
-    greedy = translate(model, tokenizer, sources, beam_size=1)
-    beam = translate(model, tokenizer, sources, **decoding)
-    bleu_greedy, _ = bleu_of(greedy, references)
-    bleu, signature = bleu_of(beam, references)
+    scores = score_translations(lambda sentences, **decoding: translate(model, tokenizer, sentences, **decoding),
+                                val_pairs, test_pairs, preset["decode"], beam, out)
     decode_seconds = time.perf_counter() - decode_start
-    (out / "test_translations.txt").write_text("\n".join(beam) + "\n", encoding="utf-8")
 
     steps_run = trainer.step - start_step
     summary = {
@@ -504,12 +521,8 @@ def run(
         "steps_per_second": round(steps_run / trainer.train_seconds, 2) if trainer.train_seconds > 0 else None,
         "decode_seconds": round(decode_seconds, 2),
         "val_loss": round(history["val_loss"][-1], 4),
-        "bleu": round(bleu, 2),
-        "bleu_greedy": round(bleu_greedy, 2),
-        "bleu_val": round(bleu_val, 2),
-        "beam": beam_size,
+        **scores,
         "test_sentences": len(test_pairs),
-        "bleu_signature": signature,
         **({"settings": list(settings)} if settings else {}),
         "checkpoint": str(checkpoint_path),
     }
